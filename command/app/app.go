@@ -64,3 +64,8 @@ type Result struct {
 	// Created is true for a command that created the program or episode (201).
 	Created bool
 }
+
+// ErrIdempotencyKeyReused: the command's Idempotency-Key already produced events of a
+// different command (another stream or another program), so its derived event ids
+// collide with stored ones. Nothing was written (409).
+var ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different command")
