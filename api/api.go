@@ -22,6 +22,7 @@ package api
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 
 	"github.com/mediamesh/mediamesh/command/app"
 	"github.com/mediamesh/mediamesh/infra/jwtkeys"
+	"github.com/mediamesh/mediamesh/infra/ratelimit"
 )
 
 // Defaults of Config.
@@ -71,6 +73,13 @@ type Config struct {
 	// editorial reads are served). Every instance must be given the same secret; the
 	// composition root derives it from the signing key.
 	ConsistencySecret []byte
+	// RateLimits are the per-client-IP limits of the rate-limited routes (zero
+	// fields: DefaultAuthLimit, DefaultPlaysLimit, DefaultPublicLimit).
+	RateLimits RateLimits
+	// TrustedProxies are the networks of the reverse proxies / load balancers in
+	// front of the server: only from a peer inside one of them is X-Forwarded-For
+	// believed (see clientIP). Empty: the TCP peer is always the client.
+	TrustedProxies []netip.Prefix
 }
 
 func (c Config) withDefaults() Config {
@@ -93,6 +102,7 @@ func (c Config) withDefaults() Config {
 	def(&c.IdleTimeout, DefaultIdleTimeout)
 	def(&c.ReadinessTimeout, DefaultReadinessTimeout)
 	def(&c.ConsistencyWait, DefaultConsistencyWait)
+	c.RateLimits = c.RateLimits.withDefaults()
 	return c
 }
 
@@ -171,6 +181,14 @@ type Deps struct {
 	Tokens TokenVerifier
 	// Idempotency stores Idempotency-Key records (required with Commands).
 	Idempotency IdempotencyStore
+	// Auth serves /v1/auth/*; the routes exist only when it is set. It needs Tokens
+	// and RateLimiter.
+	Auth *Auth
+	// Keys serves /.well-known/jwks.json (the route exists only when it is set); it
+	// needs RateLimiter. Usually the same value as Tokens.
+	Keys KeySet
+	// RateLimiter enforces Config.RateLimits (required with Auth or Keys).
+	RateLimiter RateLimiter
 	// Readiness are the checks of /health/ready.
 	Readiness []ReadinessCheck
 	// Logger receives the access log and errors; nil logs JSON to standard error.
@@ -179,11 +197,12 @@ type Deps struct {
 
 // server holds what the routes share.
 type server struct {
-	cfg    Config
-	deps   Deps
-	log    *slog.Logger
-	tokens *ConsistencyTokens
-	routes []routeInfo
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	tokens  *ConsistencyTokens
+	limiter RateLimiter
+	routes  []routeInfo
 }
 
 // routeInfo is one registered route, kept to answer 405 with an Allow header.
@@ -199,9 +218,15 @@ func New(cfg Config, deps Deps) *fiber.App {
 		s.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
 	authed := deps.Commands != nil || deps.Editorial != nil || deps.Programs != nil
-	if authed && deps.Tokens == nil {
-		panic("api: Deps.Tokens is required to serve commands or editorial reads")
+	if (authed || deps.Auth != nil) && deps.Tokens == nil {
+		panic("api: Deps.Tokens is required to serve commands, editorial reads or /v1/auth")
 	}
+	for _, l := range []ratelimit.Limit{cfg.RateLimits.Auth, cfg.RateLimits.Plays, cfg.RateLimits.Public} {
+		if err := l.Validate(); err != nil {
+			panic("api: " + err.Error())
+		}
+	}
+	s.limiter = deps.RateLimiter
 	if deps.Commands != nil && deps.Idempotency == nil {
 		panic("api: Deps.Idempotency is required to serve commands")
 	}
@@ -220,6 +245,9 @@ func New(cfg Config, deps Deps) *fiber.App {
 	}
 	if deps.Editorial != nil {
 		deps.Editorial.mustBeComplete()
+	}
+	if deps.Auth != nil {
+		deps.Auth.mustBeComplete()
 	}
 
 	f := fiber.New(fiber.Config{
@@ -248,6 +276,12 @@ func New(cfg Config, deps Deps) *fiber.App {
 	}
 	if deps.Programs != nil {
 		s.get(f, "/v1/cms/programs", s.authorize(RoleEditor), s.listPrograms)
+	}
+	if deps.Auth != nil {
+		s.registerAuth(f)
+	}
+	if deps.Keys != nil {
+		s.registerJWKS(f)
 	}
 	return f
 }

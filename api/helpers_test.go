@@ -249,6 +249,10 @@ func withConfig(f func(*api.Config)) envOption {
 	return func(c *api.Config, _ *api.Deps) { f(c) }
 }
 
+func withDeps(f func(*api.Deps)) envOption {
+	return func(_ *api.Config, d *api.Deps) { f(d) }
+}
+
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
@@ -275,6 +279,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Editorial:   f.editorial(),
 		Tokens:      verifier,
 		Idempotency: untouchedStore{t},
+		Auth:        refusingAuth(),
+		Keys:        verifier,
+		RateLimiter: localLimiter(t),
 		Logger:      slog.New(slog.NewJSONHandler(logs, nil)),
 	}
 	for _, o := range opts {

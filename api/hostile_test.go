@@ -52,6 +52,9 @@ func TestHostileRequestsAreRejectedBeforeAnythingRuns(t *testing.T) {
 	parts := strings.Split(editor, ".")
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"editor"`, `"admin"`, 1))) + "." + parts[2]
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	sig[len(sig)-1] ^= 1
+	badSig := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
 	forged := e.tokens.Sign(api.WritePoint{StreamID: "program-" + knownProgram, Version: 1, Position: 1})
 	forged = forged[:len(forged)-2] + "AA"
 	otherTokens, _ := api.NewConsistencyTokens([]byte("another secret, another server!!"))
@@ -104,6 +107,7 @@ func TestHostileRequestsAreRejectedBeforeAnythingRuns(t *testing.T) {
 		{"bearer without token", req{method: http.MethodPost, path: "/v1/programs", body: validProgram, headers: jsonHeaders("Authorization", "Bearer ")}, 401, ""},
 		{"garbage token", req{method: http.MethodPost, path: "/v1/programs", body: validProgram, headers: jsonHeaders(), bearer: "not-a-jwt"}, 401, ""},
 		{"tampered token", req{method: http.MethodPost, path: "/v1/programs", body: validProgram, headers: jsonHeaders(), bearer: tampered}, 401, ""},
+		{"tampered signature", req{method: http.MethodPost, path: "/v1/programs", body: validProgram, headers: jsonHeaders(), bearer: badSig}, 401, ""},
 		{"expired token", req{method: http.MethodPost, path: "/v1/programs", body: validProgram, headers: jsonHeaders(),
 			bearer: forge(t, jwt.SigningMethodEdDSA, e.key, kid, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }))}, 401, ""},
 		{"token without exp", req{method: http.MethodPost, path: "/v1/programs", body: validProgram, headers: jsonHeaders(),

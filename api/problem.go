@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/mediamesh/mediamesh/command/accounts"
 	"github.com/mediamesh/mediamesh/command/app"
 	"github.com/mediamesh/mediamesh/command/program"
 	"github.com/mediamesh/mediamesh/events"
@@ -83,6 +84,7 @@ func problemFor(err error) (Problem, map[string]string) {
 		he  *httpError
 		fe  *fiber.Error
 		ve  *program.ValidationError
+		ave *accounts.ValidationError
 		hdr map[string]string
 	)
 	p := Problem{}
@@ -94,6 +96,23 @@ func problemFor(err error) (Problem, map[string]string) {
 		for _, f := range ve.Fields {
 			p.Errors = append(p.Errors, FieldError{Field: f.Field, Message: f.Message})
 		}
+	case errors.As(err, &ave):
+		p.Status, p.Type, p.Detail = http.StatusBadRequest, "validation", "the request has invalid fields"
+		for _, f := range ave.Fields {
+			p.Errors = append(p.Errors, FieldError{Field: f.Field, Message: f.Message})
+		}
+	case errors.Is(err, accounts.ErrEmailTaken):
+		p.Status, p.Type, p.Detail = http.StatusConflict, "email-taken", accounts.ErrEmailTaken.Error()
+	case errors.Is(err, accounts.ErrInvalidCredentials):
+		// Login is not HTTP authentication, but a 401 still names the scheme to use.
+		p.Status, p.Type, p.Detail = http.StatusUnauthorized, "invalid-credentials", accounts.ErrInvalidCredentials.Error()
+		hdr = map[string]string{fiber.HeaderWWWAuthenticate: `Bearer realm="mediamesh"`}
+	case errors.Is(err, accounts.ErrInvalidRefreshToken):
+		// A reused token gets the same answer as any invalid one.
+		p.Status, p.Type, p.Detail = http.StatusUnauthorized, "invalid-refresh-token", accounts.ErrInvalidRefreshToken.Error()
+		hdr = map[string]string{fiber.HeaderWWWAuthenticate: `Bearer realm="mediamesh"`}
+	case errors.Is(err, accounts.ErrNotFound):
+		p.Status, p.Type, p.Detail = http.StatusNotFound, "not-found", "no account for this token's subject"
 	case errors.Is(err, app.ErrNotFound), errors.Is(err, program.ErrEpisodeNotFound):
 		p.Status, p.Type, p.Detail = http.StatusNotFound, "not-found", err.Error()
 	case errors.Is(err, app.ErrPreconditionFailed):
