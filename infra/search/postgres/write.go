@@ -1,0 +1,125 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mediamesh/mediamesh/projections/search"
+)
+
+// docRow is a document as the upsert statement reads it with jsonb_to_recordset:
+// one parameter carries the whole batch, so a batch is one statement and one round
+// trip whatever its size.
+type docRow struct {
+	ID            string     `json:"id"`
+	Version       int64      `json:"version"`
+	Title         string     `json:"title"`
+	Description   string     `json:"description"`
+	Category      string     `json:"category"`
+	Language      string     `json:"language"`
+	Tags          []string   `json:"tags"`
+	EpisodeTitles []string   `json:"episode_titles"`
+	EpisodeCount  int        `json:"episode_count"`
+	PublishedAt   *time.Time `json:"published_at"`
+}
+
+// upsertSQL writes a batch; the conflict clause's WHERE is the version guard: a row
+// (document or tombstone) is only replaced by a strictly newer version.
+const upsertSQL = `INSERT INTO {table} AS t (id, version, deleted, title, description, category, language,
+	tags, episode_titles, episode_count, published_at, title_norm, title_tsv, tsv)
+SELECT d.id, d.version, false, d.title, d.description, d.category, d.language,
+	d.tags, d.episode_titles, d.episode_count, d.published_at, search_norm(d.title),
+	to_tsvector('simple', search_norm(d.title)),
+	setweight(to_tsvector('simple', search_norm(d.title)), 'A') ||
+	setweight(to_tsvector('simple', search_norm(array_to_string(d.tags, ' '))), 'B') ||
+	setweight(to_tsvector('simple', search_norm(array_to_string(d.episode_titles, ' '))), 'C') ||
+	setweight(to_tsvector('simple', search_norm(d.description)), 'D')
+FROM jsonb_to_recordset($1::jsonb) AS d(id text, version bigint, title text, description text,
+	category text, language text, tags text[], episode_titles text[], episode_count integer,
+	published_at timestamptz)
+ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = false, title = excluded.title,
+	description = excluded.description, category = excluded.category, language = excluded.language,
+	tags = excluded.tags, episode_titles = excluded.episode_titles,
+	episode_count = excluded.episode_count, published_at = excluded.published_at,
+	title_norm = excluded.title_norm, title_tsv = excluded.title_tsv, tsv = excluded.tsv
+WHERE t.version < excluded.version`
+
+// deleteSQL turns rows into tombstones (or inserts tombstones for ids never seen,
+// so an older upsert arriving later is still ignored).
+const deleteSQL = `INSERT INTO {table} AS t (id, version, deleted)
+SELECT d.id, d.version, true FROM unnest($1::text[], $2::bigint[]) AS d(id, version)
+ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = true, title = '',
+	description = '', category = '', language = '', tags = '{}', episode_titles = '{}',
+	episode_count = 0, published_at = NULL, title_norm = '', title_tsv = NULL, tsv = NULL
+WHERE t.version < excluded.version`
+
+// Upsert writes the documents whose versions are newer than the index's (see
+// search.Writer). A batch may name an id twice: the highest version wins.
+func (x *Index) Upsert(ctx context.Context, index string, docs []search.Document) error {
+	n, err := namesOf(index)
+	if err != nil {
+		return err
+	}
+	if len(docs) == 0 {
+		return nil
+	}
+	docs = search.DedupeDocs(docs)
+	rows := make([]docRow, len(docs))
+	for i, d := range docs {
+		if d.ID == "" {
+			return fmt.Errorf("upsert into search index %s: document %d has no id", index, i)
+		}
+		r := docRow{
+			ID: d.ID, Version: d.Version, Title: d.Title, Description: d.Description,
+			Category: d.Category, Language: d.Language, Tags: nonNil(d.Tags),
+			EpisodeTitles: nonNil(d.EpisodeTitles), EpisodeCount: d.EpisodeCount,
+		}
+		if !d.PublishedAt.IsZero() {
+			t := d.PublishedAt.UTC()
+			r.PublishedAt = &t
+		}
+		rows[i] = r
+	}
+	payload, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("upsert into search index %s: %w", index, err)
+	}
+	if _, err := x.pool.Exec(ctx, strings.ReplaceAll(upsertSQL, "{table}", ident(n.table)), payload); err != nil {
+		return fmt.Errorf("upsert into search index %s: %w", index, mapErr(err))
+	}
+	return nil
+}
+
+// Delete removes documents as of the tombstones' versions (see search.Tombstone).
+func (x *Index) Delete(ctx context.Context, index string, tombstones []search.Tombstone) error {
+	n, err := namesOf(index)
+	if err != nil {
+		return err
+	}
+	if len(tombstones) == 0 {
+		return nil
+	}
+	tombstones = search.DedupeTombstones(tombstones)
+	ids := make([]string, len(tombstones))
+	versions := make([]int64, len(tombstones))
+	for i, t := range tombstones {
+		if t.ID == "" {
+			return fmt.Errorf("delete from search index %s: tombstone %d has no id", index, i)
+		}
+		ids[i], versions[i] = t.ID, t.Version
+	}
+	if _, err := x.pool.Exec(ctx, strings.ReplaceAll(deleteSQL, "{table}", ident(n.table)), ids, versions); err != nil {
+		return fmt.Errorf("delete from search index %s: %w", index, mapErr(err))
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
