@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mediamesh/mediamesh/infra/bench"
+	"github.com/mediamesh/mediamesh/infra/config"
+)
+
+// benchOptions are the flags every suite shares.
+type benchOptions struct {
+	JSON        string
+	Duration    time.Duration
+	Warmup      time.Duration
+	Concurrency int
+	// MaxOps caps the measured operations of each result (besides Duration).
+	MaxOps int64
+	// Database is the scratch database the suite drops, recreates and drops again;
+	// it is never the configured one.
+	Database string
+	Keep     bool
+}
+
+// benchSuite runs one suite and returns its results; the caller writes them.
+type benchSuite func(ctx context.Context, e env, cfg config.Config, log *slog.Logger, o benchOptions) ([]bench.Result, error)
+
+// benchSuites is the table of suites: add a suite by adding a line here and a
+// bench_NAME.go beside this file.
+func benchSuites() map[string]benchSuite {
+	return map[string]benchSuite{
+		"append": benchAppend,
+	}
+}
+
+// runBench runs `mediamesh bench SUITE --json FILE`: progress on standard error, a
+// human summary on standard output, and the JSON document (validated against the
+// bench schema) in FILE.
+func runBench(ctx context.Context, e env, args []string) error {
+	suites := benchSuites()
+	names := make([]string, 0, len(suites))
+	for n := range suites {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fs := newFlags(e, "bench", "SUITE --json FILE [flags]  (suites: "+strings.Join(names, ", ")+")")
+	var o benchOptions
+	fs.StringVar(&o.JSON, "json", "", "write the results as JSON (../shared/bench.schema.json) to this file")
+	fs.DurationVar(&o.Duration, "duration", 8*time.Second, "measured time of each result")
+	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before each result")
+	fs.IntVar(&o.Concurrency, "concurrency", 16, "concurrent clients")
+	fs.Int64Var(&o.MaxOps, "max-ops", 1_000_000, "most measured operations of each result (the run also stops after --duration)")
+	fs.StringVar(&o.Database, "database", "mediamesh_bench", "scratch database on the server of MEDIAMESH_DATABASE_URL (dropped and recreated)")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch database after the run")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
+	// The suite name may come before or after the flags.
+	var suiteName string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		suiteName, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if suiteName == "" && fs.NArg() > 0 {
+		suiteName = fs.Arg(0)
+	}
+	suite, ok := suites[suiteName]
+	if !ok || o.Concurrency < 1 || o.Concurrency > 1024 || o.Duration <= 0 || o.Duration > 10*time.Minute || o.Warmup < 0 || o.Warmup > time.Minute || o.MaxOps < 1 {
+		fmt.Fprintf(e.stderr, "mediamesh bench: unknown suite %q or flags out of range (concurrency 1–1024, duration up to 10m, warm-up up to 1m, max-ops at least 1)\n", suiteName)
+		fs.Usage()
+		return errUsage
+	}
+	if o.Database == "" || o.Database == "postgres" || strings.HasPrefix(o.Database, "template") {
+		return fmt.Errorf("bench: --database %q cannot be a scratch database", o.Database)
+	}
+	cfg, log, err := setup(e)
+	if err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	doc := bench.NewDocument(suiteName)
+	results, err := suite(ctx, e, cfg, log, o)
+	if err != nil {
+		return fmt.Errorf("bench %s: %w", suiteName, err)
+	}
+	doc.Results = results
+	if o.JSON != "" {
+		if err := doc.WriteFile(o.JSON); err != nil {
+			return err
+		}
+	} else if _, err := doc.Marshal(); err != nil { // still check it against the schema
+		return err
+	}
+	if err := bench.WriteSummary(e.stdout, doc); err != nil {
+		return err
+	}
+	if o.JSON != "" {
+		fmt.Fprintf(e.stdout, "results written to %s\n", o.JSON)
+	}
+	if !doc.TargetsMet() {
+		fmt.Fprintln(e.stdout, "some targets were missed (see MISSED above)")
+	}
+	return nil
+}

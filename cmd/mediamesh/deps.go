@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mediamesh/mediamesh/command/app"
+	"github.com/mediamesh/mediamesh/infra/config"
+	"github.com/mediamesh/mediamesh/infra/eventstore/esdb"
+	pgstore "github.com/mediamesh/mediamesh/infra/eventstore/postgres"
+	pginfra "github.com/mediamesh/mediamesh/infra/postgres"
+	"github.com/mediamesh/mediamesh/projections/runtime"
+)
+
+// eventStore is what this process needs of the event store: the write side's port
+// and the global log the embedded projection runtime reads. Both adapters
+// (infra/eventstore/postgres and infra/eventstore/esdb) implement it.
+type eventStore interface {
+	app.EventStore
+	runtime.Source
+}
+
+// deps are the adapters a process opened, closed in reverse order by close.
+type deps struct {
+	pool    *pgxpool.Pool
+	store   eventStore
+	closers []func()
+}
+
+func (d *deps) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
+}
+
+// embedded reports whether cfg is the embedded mode: PostgreSQL is both the event
+// store and the bus, so this process owns the schema and migrates it on start. In
+// other deployments migrations are an explicit step (`mediamesh migrate up`, run
+// once per release), and a role refuses to start on an outdated schema.
+func embedded(cfg config.Config) bool {
+	return cfg.EventStore == config.EventStorePostgres && cfg.Bus == config.BusPostgres
+}
+
+// openDeps connects to the primary database (creating it when missing), migrates
+// or checks its schema, and opens the configured event store.
+func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, error) {
+	d := &deps{}
+	pool, err := pginfra.Connect(ctx, cfg.DatabaseURL, true)
+	if err != nil {
+		return nil, fmt.Errorf("primary database: %w", err)
+	}
+	d.pool = pool
+	d.closers = append(d.closers, pool.Close)
+	if embedded(cfg) {
+		if err := pginfra.Migrate(ctx, pool); err != nil {
+			d.close()
+			return nil, err
+		}
+		log.Info("migrations applied")
+	} else if err := checkSchema(ctx, pool); err != nil {
+		d.close()
+		return nil, err
+	}
+	switch cfg.EventStore {
+	case config.EventStorePostgres:
+		d.store = pgstore.New(pool)
+	case config.EventStoreESDB:
+		s, err := esdb.Dial(cfg.ESDBURL)
+		if err != nil {
+			d.close()
+			return nil, fmt.Errorf("event store: %w", err)
+		}
+		d.store = s
+		d.closers = append(d.closers, func() {
+			if err := s.Close(); err != nil {
+				log.Warn("close eventstoredb client", "error", err.Error())
+			}
+		})
+	default:
+		d.close()
+		return nil, fmt.Errorf("%s=%s: unknown event store", config.KeyEventStore, cfg.EventStore)
+	}
+	return d, nil
+}
+
+// errSchemaOutdated: migrations are pending outside the embedded mode.
+var errSchemaOutdated = errors.New("database schema is not up to date: run `mediamesh migrate up`")
+
+func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	st, err := pginfra.MigrationsStatus(ctx, pool)
+	if err != nil {
+		return err
+	}
+	for _, m := range st {
+		if !m.Applied {
+			return fmt.Errorf("%w (version %d is pending)", errSchemaOutdated, m.Version)
+		}
+	}
+	return nil
+}
