@@ -35,6 +35,10 @@ func NewCodec() *Codec {
 	register[EpisodeUnpublished](c)
 	register[EpisodeArchived](c)
 	register[EpisodeRegistered](c)
+	register[ProgramExternalIDRegistered](c)
+	register[AssetSlotAssigned](c)
+	register[AssetUploaded](c)
+	register[AssetProcessed](c)
 	return c
 }
 

@@ -121,3 +121,31 @@ func TestUpcasterRunsBeforeDecode(t *testing.T) {
 		t.Fatalf("upcast = %+v, want %+v", got, want)
 	}
 }
+
+func TestProgramExternalIDStreamID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, a, b string
+		same       bool
+	}{
+		{"same id, same stream", "acme:42", "acme:42", true},
+		{"case matters", "acme:42", "ACME:42", false},
+		{"whitespace matters", "acme:42", "acme:42 ", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, b := events.ProgramExternalIDStreamID(tc.a), events.ProgramExternalIDStreamID(tc.b)
+			if (a == b) != tc.same {
+				t.Fatalf("stream(%q)=%s stream(%q)=%s, same=%v", tc.a, a, tc.b, b, tc.same)
+			}
+			if len(a) != len("programext-")+64 || a[:len("programext-")] != "programext-" {
+				t.Fatalf("stream id %q, want programext- and 64 hex digits", a)
+			}
+		})
+	}
+	// A pointer event names no program stream (see ProgramExternalIDRegistered).
+	if id := events.ProgramIDOf(events.ProgramExternalIDRegistered{ExternalID: "x", ProgramID: "p"}); id != "" {
+		t.Fatalf("ProgramIDOf(pointer) = %q, want \"\"", id)
+	}
+}

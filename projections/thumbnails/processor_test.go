@@ -1,0 +1,457 @@
+package thumbnails_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image"
+	"image/jpeg"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	xwebp "golang.org/x/image/webp"
+
+	"github.com/mediamesh/mediamesh/command/app"
+	"github.com/mediamesh/mediamesh/command/asset"
+	"github.com/mediamesh/mediamesh/events"
+	blobfs "github.com/mediamesh/mediamesh/infra/blob/fs"
+	eventstore "github.com/mediamesh/mediamesh/infra/eventstore/postgres"
+	"github.com/mediamesh/mediamesh/infra/imaging"
+	"github.com/mediamesh/mediamesh/infra/imaging/imagingtest"
+	"github.com/mediamesh/mediamesh/infra/postgres/pgtest"
+	"github.com/mediamesh/mediamesh/projections/thumbnails"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// world is the write side, the blob store and a processor on one fresh database.
+type world struct {
+	pool     *pgxpool.Pool
+	store    *eventstore.Store
+	blobs    *blobfs.Store
+	handlers app.Handlers
+	upload   app.UploadAssetHandler
+	purges   *purgeLog
+	proc     *thumbnails.Processor
+}
+
+// purgeLog is a CDN purge webhook on 127.0.0.1 that records what it is sent; it
+// answers status() for each call (200 when nil).
+type purgeLog struct {
+	mu     sync.Mutex
+	calls  [][]string
+	status func(call int) int
+	srv    *httptest.Server
+}
+
+func newPurgeLog(t *testing.T) *purgeLog {
+	t.Helper()
+	p := &purgeLog{}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			URLs []string `json:"urls"`
+		}
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(r.Body).Decode(&body) != nil {
+			http.Error(w, "bad purge request", http.StatusBadRequest)
+			return
+		}
+		p.mu.Lock()
+		p.calls = append(p.calls, body.URLs)
+		n := len(p.calls)
+		st := p.status
+		p.mu.Unlock()
+		if st != nil {
+			w.WriteHeader(st(n))
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *purgeLog) all() [][]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([][]string(nil), p.calls...)
+}
+
+func newWorld(t *testing.T, cfg thumbnails.Config) *world {
+	t.Helper()
+	pool, _ := pgtest.NewDB(t)
+	store := eventstore.New(pool)
+	blobs, err := blobfs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := imaging.NewDecoder(asset.Limits{}, 0)
+	ins, _ := imaging.NewInspector(dec)
+	renderer, _ := imaging.NewRenderer(dec, imaging.RenderOptions{})
+	purges := newPurgeLog(t)
+	purger, err := thumbnails.NewWebhookPurger(purges.srv.URL, thumbnails.WebhookOptions{Attempts: 3, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 10*time.Millisecond
+	proc, err := thumbnails.New(pool, thumbnails.Deps{
+		Log: store, Streams: store, Blobs: blobs, Renderer: renderer,
+		Recorder: app.NewRecordAssetProcessedHandler(store), Purger: purger,
+	}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &world{pool: pool, store: store, blobs: blobs, handlers: app.NewHandlers(store),
+		upload: app.NewUploadAssetHandler(store, ins, blobs, asset.Limits{}), purges: purges, proc: proc}
+}
+
+// run starts the processor until the test ends.
+func (w *world) run(t *testing.T, p *thumbnails.Processor) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("processor run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("processor did not stop")
+		}
+	})
+}
+
+func (w *world) program(t *testing.T) string {
+	t.Helper()
+	res, err := w.handlers.CreateProgram.Handle(context.Background(), app.CreateProgram{Title: "Night Shift", Category: "drama", Language: "en"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.ID
+}
+
+// eventually polls cond until it holds or the bounded wait ends.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// processed returns the asset's AssetProcessed events.
+func (w *world) processed(t *testing.T, assetID string) []events.AssetProcessed {
+	t.Helper()
+	envs, err := w.store.ReadStream(context.Background(), events.AssetStreamID(assetID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []events.AssetProcessed
+	for _, env := range envs {
+		ev, err := events.NewCodec().DecodeEnvelope(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := ev.(events.AssetProcessed); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func decodeRendition(t *testing.T, data []byte, format string) image.Image {
+	t.Helper()
+	var img image.Image
+	var err error
+	if format == events.AssetFormatWebP {
+		img, err = xwebp.Decode(bytes.NewReader(data))
+	} else {
+		img, err = jpeg.Decode(bytes.NewReader(data))
+	}
+	if err != nil {
+		t.Fatalf("%s rendition does not decode: %v", format, err)
+	}
+	return img
+}
+
+// TestUploadToProcessed is the path from an upload to AssetProcessed: the
+// renditions are stored under their keys, in both formats, at the right sizes, and
+// a replacement purges exactly the URLs whose content changed.
+func TestUploadToProcessed(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, thumbnails.Config{PurgeBaseURL: "https://cdn.example.com/"})
+	w.run(t, w.proc)
+	ctx := context.Background()
+	pid := w.program(t)
+
+	up, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.JPEG(t, 1400, 2100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "AssetProcessed", func() bool { return len(w.processed(t, up.ID)) == 1 })
+	p := w.processed(t, up.ID)[0]
+	if p.UploadVersion != 1 || p.ProgramID != pid || p.Kind != "poster" || p.OriginalKey != up.OriginalKey || len(p.PurgedURLs) != 0 || p.PurgeError != "" {
+		t.Fatalf("processed %+v", p)
+	}
+	want := map[string][2]int{"small": {160, 240}, "medium": {480, 720}, "large": {1280, 1920}}
+	seen := map[string]bool{}
+	for _, r := range p.Renditions {
+		seen[r.Size+"/"+r.Format] = true
+		if r.Key != events.AssetRenditionKey(up.ID, r.Size, r.Format) {
+			t.Errorf("key %s for %s/%s", r.Key, r.Size, r.Format)
+		}
+		data, err := w.blobs.Read(ctx, r.Key)
+		if err != nil {
+			t.Fatalf("rendition %s: %v", r.Key, err)
+		}
+		info, _ := w.blobs.Stat(ctx, r.Key)
+		img := decodeRendition(t, data, r.Format)
+		d := want[r.Size]
+		if b := img.Bounds(); b.Dx() != d[0] || b.Dy() != d[1] || r.Width != d[0] || r.Height != d[1] || r.Bytes != int64(len(data)) || info.ContentType != r.ContentType {
+			t.Errorf("%s: decodes %d×%d (claims %d×%d, %d bytes, %s), want %v", r.Key, b.Dx(), b.Dy(), r.Width, r.Height, r.Bytes, info.ContentType, d)
+		}
+	}
+	if len(seen) != 6 {
+		t.Fatalf("renditions %v, want 3 sizes × jpeg and webp", seen)
+	}
+	if calls := w.purges.all(); len(calls) != 0 {
+		t.Fatalf("a first upload purged %v", calls)
+	}
+
+	// Replace it: the renditions' content changes, so their URLs are purged.
+	up2, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.PNG(t, 600, 300, nil)})
+	if err != nil || up2.ID != up.ID || up2.Version != 3 {
+		t.Fatalf("replacement %+v %v", up2, err)
+	}
+	eventually(t, "the replacement's AssetProcessed", func() bool { return len(w.processed(t, up.ID)) == 2 })
+	p2 := w.processed(t, up.ID)[1]
+	if p2.UploadVersion != 3 || p2.PurgeError != "" {
+		t.Fatalf("second result %+v", p2)
+	}
+	var wantURLs []string
+	for _, s := range []string{"small", "medium", "large"} {
+		for _, f := range []string{"jpg", "webp"} {
+			wantURLs = append(wantURLs, "https://cdn.example.com/media/assets/"+up.ID+"/"+s+"."+f)
+		}
+	}
+	calls := w.purges.all()
+	if len(calls) != 1 {
+		t.Fatalf("%d purge calls, want 1", len(calls))
+	}
+	got := append([]string(nil), calls[0]...)
+	sort.Strings(got)
+	sort.Strings(wantURLs)
+	if strings.Join(got, " ") != strings.Join(wantURLs, " ") || len(p2.PurgedURLs) != 6 {
+		t.Fatalf("purged %v, want %v (recorded %v)", got, wantURLs, p2.PurgedURLs)
+	}
+	large, _ := w.blobs.Read(ctx, events.AssetRenditionKey(up.ID, "large", "jpeg"))
+	if b := decodeRendition(t, large, "jpeg").Bounds(); b.Dx() != 600 || b.Dy() != 300 {
+		t.Fatalf("large after replacement is %v, want the new 600×300 image (never upscaled)", b)
+	}
+
+	st, err := w.proc.Status(ctx)
+	if err != nil || st.Name != "thumbnails" || st.DeadLetters != 0 || st.Position == 0 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+}
+
+// TestFailingImageIsDeadLetteredAndDoesNotBlock: an upload whose original cannot be
+// rendered goes to the dead letters with a clear error, and the uploads after it
+// are processed. A missing original, once restored, is processed by Replay.
+func TestFailingImageIsDeadLetteredAndDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, thumbnails.Config{})
+	ctx := context.Background()
+	pid := w.program(t)
+
+	// Uploads the inspector would refuse, written behind its back: a corrupt
+	// original, and one whose original is not stored at all.
+	corrupt := imagingtest.TruncatedPNG(t)
+	if err := w.blobs.Put(ctx, "originals/bad.png", corrupt, "image/png"); err != nil {
+		t.Fatal(err)
+	}
+	appendUpload := func(assetID, key, sha string) {
+		t.Helper()
+		data, _ := json.Marshal(events.AssetUploaded{AssetID: assetID, ProgramID: pid, Kind: "backdrop", OriginalKey: key,
+			ContentType: "image/png", Width: 300, Height: 200, Bytes: 100, SHA256: sha})
+		if _, err := w.store.Append(ctx, events.AssetStreamID(assetID), events.ExpectNoStream, []events.Envelope{{Type: events.TypeAssetUploaded, Data: data}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	badID, missingID := "0190d5a0-0000-7000-8000-00000000bad1", "0190d5a0-0000-7000-8000-00000000bad2"
+	appendUpload(badID, "originals/bad.png", strings.Repeat("a", 64))
+	appendUpload(missingID, "originals/missing.png", strings.Repeat("b", 64))
+	good, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.JPEG(t, 320, 200)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	w.run(t, w.proc)
+	eventually(t, "the good upload processed", func() bool { return len(w.processed(t, good.ID)) == 1 })
+	eventually(t, "two dead letters", func() bool {
+		dl, err := w.proc.DeadLetters(ctx, 10)
+		return err == nil && len(dl) == 2
+	})
+	dl, _ := w.proc.DeadLetters(ctx, 10)
+	byStream := map[string]string{}
+	for _, d := range dl {
+		byStream[d.StreamID] = d.Error
+		if d.Projection != "thumbnails" || d.Type != events.TypeAssetUploaded {
+			t.Errorf("dead letter %+v", d)
+		}
+	}
+	if e := byStream["asset-"+badID]; !strings.Contains(e, "image cannot be processed") || !strings.Contains(e, "does not decode") {
+		t.Errorf("corrupt image's error %q does not say why", e)
+	}
+	if e := byStream["asset-"+missingID]; !strings.Contains(e, "originals/missing.png") || !strings.Contains(e, "not found") {
+		t.Errorf("missing original's error %q does not say why", e)
+	}
+	if len(w.processed(t, badID)) != 0 || len(w.processed(t, missingID)) != 0 {
+		t.Fatal("a failed upload recorded a result")
+	}
+	st, _ := w.proc.Status(ctx)
+	if st.DeadLetters != 2 {
+		t.Fatalf("status dead letters %d", st.DeadLetters)
+	}
+
+	// The cause is fixed: the missing original appears. Replay processes it; the
+	// corrupt one stays.
+	if err := w.blobs.Put(ctx, "originals/missing.png", imagingtest.PNG(t, 300, 200, nil), "image/png"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.proc.Replay(ctx)
+	if err != nil || res.Replayed != 1 || res.Remaining != 1 {
+		t.Fatalf("replay %+v %v", res, err)
+	}
+	if n := len(w.processed(t, missingID)); n != 1 {
+		t.Fatalf("replayed upload has %d results", n)
+	}
+	dl, _ = w.proc.DeadLetters(ctx, 10)
+	if len(dl) != 1 || dl[0].StreamID != "asset-"+badID || dl[0].Attempts < 2 {
+		t.Fatalf("dead letters after replay %+v", dl)
+	}
+}
+
+// TestRestartProcessesOnce: a processor restarted (or a second one taking over)
+// resumes from its checkpoint and records nothing twice; a failing purge is
+// recorded, not retried forever.
+func TestRestartProcessesOnce(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, thumbnails.Config{PurgeBaseURL: "https://cdn.example.com"})
+	w.purges.mu.Lock()
+	w.purges.status = func(int) int { return http.StatusServiceUnavailable }
+	w.purges.mu.Unlock()
+	ctx := context.Background()
+	pid := w.program(t)
+	first, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "thumbnail", ProgramID: pid, Data: imagingtest.JPEG(t, 200, 100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	runFor := func(cond func() bool, what string) {
+		t.Helper()
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.proc.Run(rctx) }()
+		eventually(t, what, cond)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	runFor(func() bool { return len(w.processed(t, first.ID)) == 1 }, "first result")
+	if _, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "thumbnail", ProgramID: pid, Data: imagingtest.JPEG(t, 210, 100)}); err != nil {
+		t.Fatal(err)
+	}
+	runFor(func() bool { return len(w.processed(t, first.ID)) == 2 }, "second result after a restart")
+
+	// A third run from the checkpoint finds nothing to do.
+	head, _ := w.store.HeadPosition(ctx)
+	runFor(func() bool {
+		st, err := w.proc.Status(ctx)
+		return err == nil && st.Position == head
+	}, "checkpoint at head")
+	results := w.processed(t, first.ID)
+	if len(results) != 2 {
+		t.Fatalf("%d results after restarts, want 2", len(results))
+	}
+	if results[1].PurgeError == "" || !strings.Contains(results[1].PurgeError, "503") || len(results[1].PurgedURLs) != 6 {
+		t.Fatalf("failing purge recorded as %+v", results[1])
+	}
+	if n := len(w.purges.all()); n != 3 {
+		t.Fatalf("%d purge attempts, want the configured 3", n)
+	}
+}
+
+// TestOneActiveProcessor: two processors of one name share the work without
+// processing anything twice.
+func TestOneActiveProcessor(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, thumbnails.Config{})
+	other, err := thumbnails.New(w.pool, thumbnails.Deps{Log: w.store, Streams: w.store, Blobs: w.blobs,
+		Renderer: mustRenderer(t), Recorder: app.NewRecordAssetProcessedHandler(w.store)}, thumbnails.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.run(t, w.proc)
+	w.run(t, other)
+	ctx := context.Background()
+	pid := w.program(t)
+	var ids []string
+	for i := 0; i < 4; i++ {
+		res, err := w.upload.Handle(ctx, app.UploadAsset{Kind: []string{"poster", "thumbnail", "backdrop", "poster"}[i], ProgramID: pid,
+			Data: imagingtest.JPEG(t, 100+i, 80)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.ID)
+	}
+	// The fourth upload replaces the first poster: that asset gets two results.
+	want := map[string]int{ids[0]: 2, ids[1]: 1, ids[2]: 1}
+	eventually(t, "all processed", func() bool {
+		for id, n := range want {
+			if len(w.processed(t, id)) != n {
+				return false
+			}
+		}
+		return true
+	})
+	a, _ := w.proc.Counts()
+	b, _ := other.Counts()
+	if a > 0 && b > 0 || a+b != 4 {
+		t.Fatalf("processors rendered %d and %d uploads, want 4 by one of them", a, b)
+	}
+}
+
+func mustRenderer(t *testing.T) *imaging.Renderer {
+	t.Helper()
+	r, err := imaging.NewRenderer(imaging.NewDecoder(asset.Limits{}, 0), imaging.RenderOptions{NoWebP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	_, err := thumbnails.New(nil, thumbnails.Deps{}, thumbnails.Config{Sizes: []thumbnails.Size{{Name: "", Width: 0}}})
+	if err == nil || !strings.Contains(err.Error(), "nil database pool") || !strings.Contains(err.Error(), "required") || !strings.Contains(err.Error(), "invalid size") {
+		t.Fatalf("err = %v", err)
+	}
+}
