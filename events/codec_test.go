@@ -149,3 +149,27 @@ func TestProgramExternalIDStreamID(t *testing.T) {
 		t.Fatalf("ProgramIDOf(pointer) = %q, want \"\"", id)
 	}
 }
+
+// TestEveryProgramEventHasItsProgramKey makes sure the relay can key every event of a
+// program (and of its assets) by the program id, so they stay in order on one partition.
+func TestEveryProgramEventHasItsProgramKey(t *testing.T) {
+	t.Parallel()
+	codec := events.NewCodec()
+	for _, typ := range codec.Types() {
+		raw, err := os.ReadFile(filepath.Join("testdata", typ+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := codec.Decode(typ, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var probe struct {
+			ProgramID string `json:"program_id"`
+		}
+		_ = json.Unmarshal(raw, &probe)
+		if probe.ProgramID != "" && events.ProgramIDOf(ev) != probe.ProgramID {
+			t.Errorf("%s: ProgramIDOf = %q, want %q", typ, events.ProgramIDOf(ev), probe.ProgramID)
+		}
+	}
+}

@@ -146,6 +146,14 @@ func ProgramIDOf(e Event) string {
 		return ev.ProgramID
 	case EpisodeRegistered:
 		return ev.ProgramID
+	case ProgramExternalIDRegistered:
+		return ev.ProgramID
+	case AssetSlotAssigned:
+		return ev.ProgramID
+	case AssetUploaded:
+		return ev.ProgramID
+	case AssetProcessed:
+		return ev.ProgramID
 	}
 	return ""
 }
