@@ -144,9 +144,9 @@ func TestProgramExternalIDStreamID(t *testing.T) {
 			}
 		})
 	}
-	// A pointer event names no program stream (see ProgramExternalIDRegistered).
-	if id := events.ProgramIDOf(events.ProgramExternalIDRegistered{ExternalID: "x", ProgramID: "p"}); id != "" {
-		t.Fatalf("ProgramIDOf(pointer) = %q, want \"\"", id)
+	// The relay keys a pointer event by the program it names, beside that program's events.
+	if id := events.ProgramIDOf(events.ProgramExternalIDRegistered{ExternalID: "x", ProgramID: "p"}); id != "p" {
+		t.Fatalf("ProgramIDOf(pointer) = %q, want \"p\"", id)
 	}
 }
 

@@ -30,10 +30,10 @@ func ProgramExternalIDStreamID(externalID string) string {
 // ProgramExternalIDRegistered maps an external id (as a feed spells it) to the
 // program created for it.
 //
-// events.ProgramIDOf deliberately returns "" for it: it lives on its own pointer
-// stream, not on the program's stream, and the program-stream projections treat an
-// event that names a program from another stream as poison. The relay keys it by
-// its stream id, which keeps the (single-event) stream in order.
+// It lives on its own pointer stream, not on the program's stream; events.ProgramIDOf
+// still returns the program it names, so the relay keys it beside that program's
+// events (DESIGN.md: everything about one program on one partition). Program-stream
+// projections ignore it.
 type ProgramExternalIDRegistered struct {
 	ExternalID string `json:"external_id"`
 	ProgramID  string `json:"program_id"`
