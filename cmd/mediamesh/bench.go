@@ -36,6 +36,7 @@ type benchSuite func(ctx context.Context, e env, cfg config.Config, log *slog.Lo
 func benchSuites() map[string]benchSuite {
 	return map[string]benchSuite{
 		"append": benchAppend,
+		"auth":   benchAuth,
 	}
 }
 

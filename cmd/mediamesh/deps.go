@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/mediamesh/mediamesh/command/app"
 	"github.com/mediamesh/mediamesh/infra/config"
@@ -26,8 +27,10 @@ type eventStore interface {
 
 // deps are the adapters a process opened, closed in reverse order by close.
 type deps struct {
-	pool    *pgxpool.Pool
-	store   eventStore
+	pool  *pgxpool.Pool
+	store eventStore
+	// redis is the shared Redis client; nil when MEDIAMESH_REDIS_URL=off.
+	redis   goredis.UniversalClient
 	closers []func()
 }
 
@@ -46,9 +49,10 @@ func embedded(cfg config.Config) bool {
 	return cfg.EventStore == config.EventStorePostgres && cfg.Bus == config.BusPostgres
 }
 
-// openDeps connects to the primary database (creating it when missing), migrates
-// or checks its schema, and opens the configured event store.
-func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, error) {
+// openPrimary connects to the primary database (creating it when missing) and
+// migrates or checks its schema: all that the subcommands that only touch tables
+// (users) need.
+func openPrimary(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, error) {
 	d := &deps{}
 	pool, err := pginfra.Connect(ctx, cfg.DatabaseURL, true)
 	if err != nil {
@@ -66,9 +70,33 @@ func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, 
 		d.close()
 		return nil, err
 	}
+	return d, nil
+}
+
+// openDeps opens the primary database (openPrimary), the configured event store,
+// and the Redis client (which connects on first use: a Redis that is down at start
+// is no error, its users fall back or fail per request).
+func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, error) {
+	d, err := openPrimary(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := newRedisClient(cfg.Redis)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	if rdb != nil {
+		d.redis = rdb
+		d.closers = append(d.closers, func() {
+			if err := rdb.Close(); err != nil {
+				log.Warn("close redis client", "error", err.Error())
+			}
+		})
+	}
 	switch cfg.EventStore {
 	case config.EventStorePostgres:
-		d.store = pgstore.New(pool)
+		d.store = pgstore.New(d.pool)
 	case config.EventStoreESDB:
 		s, err := esdb.Dial(cfg.ESDBURL)
 		if err != nil {
@@ -102,4 +130,26 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 	}
 	return nil
+}
+
+// newRedisClient returns the client of MEDIAMESH_REDIS_URL, or nil for off: one
+// server for a URL (its database, user, password and TLS included), a cluster
+// client for node addresses. It does no I/O.
+//
+// It stands in for infra/redis's constructor (FromConfig), which is being written
+// alongside; once that package is in, this becomes a call to it.
+func newRedisClient(c config.Redis) (goredis.UniversalClient, error) {
+	switch {
+	case c.Disabled:
+		return nil, nil
+	case c.URL != "":
+		opt, err := goredis.ParseURL(c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", config.KeyRedisURL, err)
+		}
+		return goredis.NewClient(opt), nil
+	case len(c.Addrs) > 0:
+		return goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: c.Addrs, IsClusterMode: true}), nil
+	}
+	return nil, fmt.Errorf("%s: no URL and no addresses", config.KeyRedisURL)
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/mediamesh/mediamesh/api"
 	"github.com/mediamesh/mediamesh/command/app"
 	"github.com/mediamesh/mediamesh/infra/config"
-	"github.com/mediamesh/mediamesh/infra/jwtkeys"
 	pginfra "github.com/mediamesh/mediamesh/infra/postgres"
 )
 
@@ -30,13 +29,13 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := jwtkeys.NewVerifier(cfg.JWTIssuer, cfg.JWTAudience, []ed25519.PublicKey{key.Public().(ed25519.PublicKey)})
+	auth, err := newAuth(ctx, cfg, d, log, key)
 	if err != nil {
 		return nil, err
 	}
 	commands, editorial := api.FromHandlers(app.NewHandlers(d.store))
 	idem := pginfra.NewIdempotencyStore(d.pool)
-	sweepIdempotency(ctx, d, idem, log)
+	d.sweep(ctx, log, "idempotency sweeper", idempotencySweepEvery, idem.DeleteExpired)
 	programs, err := newCMSPrograms(ctx, d, log)
 	if err != nil {
 		return nil, err
@@ -44,7 +43,7 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 	if role == "all" {
 		if cfg.Bus != config.BusPostgres {
 			log.Warn("projections are not run: the Kafka bus's relay and consumers are not in this build yet", "bus", string(cfg.Bus))
-		} else if err := startProjections(ctx, d, log); err != nil {
+		} else if err := startProjections(ctx, cfg, d, log); err != nil {
 			return nil, err
 		}
 	}
@@ -53,11 +52,16 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 		BodyLimit:         int(max(cfg.CommandBodyLimit, cfg.AssetBodyLimit)),
 		ConsistencyWait:   cfg.ConsistencyWait,
 		ConsistencySecret: consistencySecret(key),
+		RateLimits:        rateLimits(cfg),
+		TrustedProxies:    cfg.TrustedProxies,
 	}, api.Deps{
 		Commands:    commands,
 		Editorial:   editorial,
 		Programs:    programs,
-		Tokens:      verifier,
+		Tokens:      auth.verifier,
+		Keys:        auth.verifier,
+		Auth:        api.FromAccounts(auth.accounts),
+		RateLimiter: auth.limiter,
 		Idempotency: idem,
 		Readiness: []api.ReadinessCheck{
 			{Name: "postgres", Check: d.pool.Ping},
@@ -75,11 +79,16 @@ func consistencySecret(key ed25519.PrivateKey) []byte {
 	return m.Sum(nil)
 }
 
-// sweepIdempotency deletes expired Idempotency-Key records every
-// idempotencySweepEvery until the deps are closed.
-func sweepIdempotency(ctx context.Context, d *deps, idem *pginfra.IdempotencyStore, log *slog.Logger) {
-	d.background(ctx, log, "idempotency sweeper", func(ctx context.Context) error {
-		t := time.NewTicker(idempotencySweepEvery)
+// sweepBatch is how many expired rows one sweep statement deletes; a sweep repeats
+// it until fewer come back, so a backlog goes in short transactions.
+const sweepBatch = 1000
+
+// sweep runs deleteExpired every interval until the deps are closed: the
+// housekeeping of expiring rows (Idempotency-Key records, refresh token families).
+// Each instance sweeps; the deletes are idempotent, so several never conflict.
+func (d *deps) sweep(ctx context.Context, log *slog.Logger, name string, every time.Duration, deleteExpired func(ctx context.Context, limit int) (int64, error)) {
+	d.background(ctx, log, name, func(ctx context.Context) error {
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
@@ -88,14 +97,14 @@ func sweepIdempotency(ctx context.Context, d *deps, idem *pginfra.IdempotencySto
 			case <-t.C:
 			}
 			for {
-				n, err := idem.DeleteExpired(ctx, 1000)
+				n, err := deleteExpired(ctx, sweepBatch)
 				if err != nil {
 					if ctx.Err() == nil {
-						log.Warn("delete expired idempotency records", "error", err.Error())
+						log.Warn(name+": delete expired rows", "error", err.Error())
 					}
 					break
 				}
-				if n < 1000 {
+				if n < sweepBatch {
 					break
 				}
 			}

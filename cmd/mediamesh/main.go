@@ -42,6 +42,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the HTTP roles (--role all|command|query|relay|projector|ingest)", runServe},
 		{"migrate", "apply (up) or list (status) the database migrations", runMigrate},
+		{"users", "create an account or change its role: users create|set-role (the first admin)", runUsers},
 		{"token", "mint an access token: token --role R --subject S [--ttl D]", runToken},
 		{"seed", "create demo programs and episodes: seed --programs N", runSeed},
 		{"bench", "run a benchmark suite: bench SUITE --json FILE", runBench},

@@ -178,6 +178,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"migrate"}, 2, "usage: mediamesh migrate"},
 		{[]string{"migrate", "down"}, 2, "usage: mediamesh migrate"},
 		{[]string{"bench", "nosuch"}, 2, "unknown suite"},
+		{[]string{"bench", "--help"}, 0, "suites: append, auth"},
 		{[]string{"seed", "--programs", "0"}, 2, "usage: mediamesh seed"},
 	}
 	for _, tt := range tests {

@@ -2,20 +2,57 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 
+	"github.com/meilisearch/meilisearch-go"
+
+	"github.com/mediamesh/mediamesh/infra/config"
 	"github.com/mediamesh/mediamesh/infra/postgres/readmodel"
+	"github.com/mediamesh/mediamesh/infra/search/meili"
+	searchpg "github.com/mediamesh/mediamesh/infra/search/postgres"
 	"github.com/mediamesh/mediamesh/projections/catalog"
 	"github.com/mediamesh/mediamesh/projections/editorial"
 	"github.com/mediamesh/mediamesh/projections/runtime"
+	"github.com/mediamesh/mediamesh/projections/search"
 	qapp "github.com/mediamesh/mediamesh/query/app"
 )
 
 // catalogProjections are the projections the embedded runtime feeds from the event
-// store's global log.
-func catalogProjections() []runtime.Projection {
-	return []runtime.Projection{editorial.New(nil), catalog.New(nil)}
+// store's global log; search writes the configured search index.
+func catalogProjections(searchIndex *search.Projection) []runtime.Projection {
+	return []runtime.Projection{editorial.New(nil), catalog.New(nil), searchIndex}
+}
+
+// newSearchIndex returns the configured search index adapter (MEDIAMESH_SEARCH):
+// tables of the primary database, or a Meilisearch server. Neither does I/O here.
+func newSearchIndex(cfg config.Config, d *deps) (search.Writer, error) {
+	switch cfg.Search {
+	case config.SearchPostgres:
+		return searchpg.New(d.pool)
+	case config.SearchMeilisearch:
+		return meili.New(meilisearch.New(cfg.MeiliURL, meilisearch.WithAPIKey(cfg.MeiliKey.Reveal())))
+	}
+	return nil, fmt.Errorf("%s=%s: unknown search index", config.KeySearch, cfg.Search)
+}
+
+// newSearchProjection builds the search projection and creates its index when it
+// does not exist yet, so searches find an empty index before the first event: a
+// search index that cannot be reached fails the start, as the database does.
+func newSearchProjection(ctx context.Context, cfg config.Config, d *deps) (*search.Projection, error) {
+	w, err := newSearchIndex(cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	p, err := search.New(w, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Setup(ctx); err != nil {
+		return nil, fmt.Errorf("%s=%s: %w", config.KeySearch, cfg.Search, err)
+	}
+	return p, nil
 }
 
 // background runs fn until the deps are closed: close cancels its context and
@@ -36,13 +73,22 @@ func (d *deps) background(ctx context.Context, log *slog.Logger, name string, fn
 
 // startProjections runs the projection runtime in this process (the embedded mode's
 // projector).
-func startProjections(ctx context.Context, d *deps, log *slog.Logger) error {
-	rt, err := runtime.New(d.pool, d.store, catalogProjections(), runtime.Options{Logger: log})
+func startProjections(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger) error {
+	searchIndex, err := newSearchProjection(ctx, cfg, d)
+	if err != nil {
+		return err
+	}
+	projs := catalogProjections(searchIndex)
+	rt, err := runtime.New(d.pool, d.store, projs, runtime.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	d.background(ctx, log, "projection runtime", rt.Run)
-	log.Info("projections running", "projections", len(catalogProjections()))
+	names := make([]string, len(projs))
+	for i, p := range projs {
+		names[i] = fmt.Sprintf("%s.v%d", p.Name(), p.Version())
+	}
+	log.Info("projections running", "projections", names, "search", string(cfg.Search), "search_index", searchIndex.Index())
 	return nil
 }
 

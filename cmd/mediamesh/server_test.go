@@ -21,6 +21,8 @@ import (
 	"github.com/mediamesh/mediamesh/infra/bench"
 	"github.com/mediamesh/mediamesh/infra/config"
 	"github.com/mediamesh/mediamesh/infra/postgres/pgtest"
+	searchpg "github.com/mediamesh/mediamesh/infra/search/postgres"
+	"github.com/mediamesh/mediamesh/projections/search"
 )
 
 // logWatcher is a log writer that hands the URL of the "listening" record to
@@ -155,7 +157,7 @@ func TestServeCompositionRoot(t *testing.T) {
 	for _, role := range []string{"all", "command"} {
 		t.Run(role, func(t *testing.T) {
 			t.Parallel()
-			_, dbURL := pgtest.NewDB(t)
+			pool, dbURL := pgtest.NewDB(t)
 			vars := serverVars(t, dbURL)
 			vars[config.KeyS3SecretKey] = "never-log-this-secret"
 			base, stop, logs := startServe(t, vars, "--role", role)
@@ -206,6 +208,29 @@ func TestServeCompositionRoot(t *testing.T) {
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK || !strings.Contains(string(list), created.ID) {
 					t.Errorf("GET /v1/cms/programs with the publish's consistency token: %d %s\n%s", resp.StatusCode, list, logs.String())
+				}
+				// The search projection indexes the published program (a bounded wait:
+				// the runtime applies it within milliseconds).
+				idx, err := searchpg.New(pool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(15 * time.Second)
+				for {
+					res, err := idx.Search(context.Background(), search.IndexName(search.Version), search.Query{Text: "wired"})
+					if err == nil && len(res.IDs) == 1 && res.IDs[0] == created.ID {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the search index does not find the published program: %+v, %v\n%s", res, err, logs.String())
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			} else {
+				// --role command runs no projections: the search state stays empty.
+				var n int
+				if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM search_state_v1").Scan(&n); err != nil || n != 0 {
+					t.Errorf("search state under --role command: %d rows, %v", n, err)
 				}
 			}
 

@@ -6,14 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mediamesh/mediamesh/command/accounts"
 	"github.com/mediamesh/mediamesh/infra/config"
 	"github.com/mediamesh/mediamesh/infra/jwtkeys"
 )
-
-// validRole reports whether a token may carry role (API.md "Auth").
-func validRole(role string) bool {
-	return role == "viewer" || role == "editor" || role == "admin"
-}
 
 // runToken mints an access token with the configured signing key and prints it
 // alone on standard output, so `TOKEN=$(mediamesh token --role editor --subject me)`
@@ -26,7 +22,7 @@ func runToken(ctx context.Context, e env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if !validRole(*role) || *subject == "" || *ttl < 0 || fs.NArg() > 0 {
+	if !accounts.ValidRole(*role) || *subject == "" || *ttl < 0 || fs.NArg() > 0 {
 		fmt.Fprintln(e.stderr, "mediamesh token: --role must be viewer, editor or admin, --subject is required, --ttl must not be negative")
 		fs.Usage()
 		return errUsage

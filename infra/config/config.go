@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -148,11 +149,18 @@ type Config struct {
 	// must share it, so a missing one is an error at start.
 	JWTSigningKeyFile string
 	JWTGenerateKey    bool
+	// JWTVerifyKeyFiles are PEM files (public keys, or old private keys) whose keys
+	// verify tokens besides the signing key's: the middle steps of a key rotation.
+	// Every file must load at start.
+	JWTVerifyKeyFiles []string
 	// JWTIssuer and JWTAudience are the expected and minted iss and aud.
 	JWTIssuer   string
 	JWTAudience string
 	// AccessTokenTTL is the lifetime of minted access tokens.
 	AccessTokenTTL time.Duration
+	// RefreshTokenTTL is the lifetime of each refresh token (sliding: every refresh
+	// issues one valid this long). It is at least AccessTokenTTL.
+	RefreshTokenTTL time.Duration
 	// BcryptCost is the password hashing cost (10–12).
 	BcryptCost int
 	// LogLevel is the minimum level of the JSON logs.
@@ -165,6 +173,17 @@ type Config struct {
 	IngestMaxBytes   int64
 	// ConsistencyWait bounds how long a read with a consistency token waits.
 	ConsistencyWait time.Duration
+	// TrustedProxies are the networks of the reverse proxies in front of the HTTP
+	// roles, whose X-Forwarded-For is believed for the client IP (rate limits).
+	// Prefixes are masked, and IPv4-mapped IPv6 prefixes are stored as IPv4, as the
+	// HTTP layer compares unmapped peer addresses.
+	TrustedProxies []netip.Prefix
+	// Rate limits per client IP: requests per minute and burst, for register / login
+	// / refresh together (Auth), POST /v1/plays (Plays) and the other public routes
+	// (Public).
+	RateAuthPerMin, RateAuthBurst     int
+	RatePlaysPerMin, RatePlaysBurst   int
+	RatePublicPerMin, RatePublicBurst int
 }
 
 // DefaultSigningKeyName is the signing key's file name under the data dir when
@@ -225,6 +244,9 @@ func (c *Config) crossCheck() []error {
 	}
 	if c.Search == SearchMeilisearch && c.MeiliURL == "" {
 		errs = append(errs, problem(KeyMeiliURL, "required when MEDIAMESH_SEARCH=meilisearch"))
+	}
+	if c.RefreshTokenTTL > 0 && c.AccessTokenTTL > c.RefreshTokenTTL {
+		errs = append(errs, problem(KeyRefreshTokenTTL, "must be at least MEDIAMESH_ACCESS_TOKEN_TTL (%s)", c.AccessTokenTTL))
 	}
 	if c.Blob == BlobS3 {
 		if c.S3.Endpoint == "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -66,6 +67,7 @@ func TestLoadDefaults(t *testing.T) {
 		JWTIssuer:         "mediamesh",
 		JWTAudience:       "mediamesh",
 		AccessTokenTTL:    15 * time.Minute,
+		RefreshTokenTTL:   720 * time.Hour,
 		BcryptCost:        10,
 		LogLevel:          slog.LevelInfo,
 		ShutdownTimeout:   15 * time.Second,
@@ -73,6 +75,12 @@ func TestLoadDefaults(t *testing.T) {
 		AssetBodyLimit:    20 << 20,
 		IngestMaxBytes:    1 << 30,
 		ConsistencyWait:   2 * time.Second,
+		RateAuthPerMin:    100,
+		RateAuthBurst:     100,
+		RatePlaysPerMin:   600,
+		RatePlaysBurst:    100,
+		RatePublicPerMin:  1200,
+		RatePublicBurst:   300,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %#v\nwant %#v", c, want)
@@ -153,6 +161,39 @@ func TestLoadValid(t *testing.T) {
 					t.Errorf("got %+v", c)
 				}
 			}},
+		{"verify key files cleaned", map[string]string{KeyJWTVerifyKeyFiles: "/etc/mm/old.pem, ./keys//next.pub.pem,"},
+			func(t *testing.T, c Config) {
+				if !slices.Equal(c.JWTVerifyKeyFiles, []string{"/etc/mm/old.pem", "keys/next.pub.pem"}) {
+					t.Errorf("got %q", c.JWTVerifyKeyFiles)
+				}
+			}},
+		{"refresh ttl equal to the access ttl", map[string]string{KeyRefreshTokenTTL: "1h", KeyAccessTokenTTL: "60m"},
+			func(t *testing.T, c Config) {
+				if c.RefreshTokenTTL != time.Hour {
+					t.Errorf("got %s", c.RefreshTokenTTL)
+				}
+			}},
+		{"trusted proxies", map[string]string{KeyTrustedProxies: "10.0.0.0/8, 192.168.1.7,fd00::/8, 2001:db8::1 ,::ffff:172.16.0.0/108,10.1.2.3/16"},
+			func(t *testing.T, c Config) {
+				want := []netip.Prefix{
+					netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"),
+					netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("2001:db8::1/128"),
+					netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("10.1.0.0/16"),
+				}
+				if !slices.Equal(c.TrustedProxies, want) {
+					t.Errorf("got %v, want %v", c.TrustedProxies, want)
+				}
+				if got := c.String(); !strings.Contains(got, KeyTrustedProxies+"=10.0.0.0/8,192.168.1.7/32,fd00::/8,2001:db8::1/128,172.16.0.0/12,10.1.0.0/16\n") {
+					t.Errorf("String shows:\n%s", got)
+				}
+			}},
+		{"rate limits", map[string]string{KeyRateAuthPerMin: "5", KeyRateAuthBurst: "2", KeyRatePlaysPerMin: "1", KeyRatePlaysBurst: "1000000", KeyRatePublicPerMin: "60000", KeyRatePublicBurst: "10"},
+			func(t *testing.T, c Config) {
+				got := []int{c.RateAuthPerMin, c.RateAuthBurst, c.RatePlaysPerMin, c.RatePlaysBurst, c.RatePublicPerMin, c.RatePublicBurst}
+				if !slices.Equal(got, []int{5, 2, 1, 1000000, 60000, 10}) {
+					t.Errorf("got %v", got)
+				}
+			}},
 		{"empty means default", map[string]string{KeyHTTPAddr: "  ", KeyBcryptCost: ""},
 			func(t *testing.T, c Config) {
 				if c.HTTPAddr != ":8080" || c.BcryptCost != 10 {
@@ -207,6 +248,16 @@ func TestLoadInvalid(t *testing.T) {
 		{"durations out of range", map[string]string{KeyShutdownTimeout: "0s", KeyConsistencyWait: "1h", KeyAccessTokenTTL: "forever"}, []string{KeyAccessTokenTTL, KeyConsistencyWait, KeyShutdownTimeout}},
 		{"sizes", map[string]string{KeyCommandBodyLimit: "0", KeyAssetBodyLimit: "-1MiB", KeyIngestMaxBytes: "lots"}, []string{KeyAssetBodyLimit, KeyCommandBodyLimit, KeyIngestMaxBytes}},
 		{"log level", map[string]string{KeyLogLevel: "verbose"}, []string{KeyLogLevel}},
+		{"refresh ttl out of range", map[string]string{KeyRefreshTokenTTL: "30m"}, []string{KeyRefreshTokenTTL}},
+		{"refresh ttl shorter than the access ttl", map[string]string{KeyRefreshTokenTTL: "1h", KeyAccessTokenTTL: "2h"}, []string{KeyRefreshTokenTTL}},
+		{"access ttl bad: refresh not reported too", map[string]string{KeyRefreshTokenTTL: "1h", KeyAccessTokenTTL: "25h"}, []string{KeyAccessTokenTTL}},
+		{"trusted proxy not an address", map[string]string{KeyTrustedProxies: "10.0.0.0/8,proxy.internal"}, []string{KeyTrustedProxies}},
+		{"trusted proxy bad prefix length", map[string]string{KeyTrustedProxies: "10.0.0.0/33"}, []string{KeyTrustedProxies}},
+		{"trusted proxy with a zone", map[string]string{KeyTrustedProxies: "fe80::1%eth0"}, []string{KeyTrustedProxies}},
+		{"trusted proxy mapped prefix too short", map[string]string{KeyTrustedProxies: "::ffff:0:0/64"}, []string{KeyTrustedProxies}},
+		{"verify key file with NUL", map[string]string{KeyJWTVerifyKeyFiles: "a\x00b.pem"}, []string{KeyJWTVerifyKeyFiles}},
+		{"rate limits out of range", map[string]string{KeyRateAuthPerMin: "0", KeyRateAuthBurst: "-1", KeyRatePlaysPerMin: "1000001", KeyRatePlaysBurst: "many", KeyRatePublicPerMin: "1.5", KeyRatePublicBurst: "0x10"},
+			[]string{KeyRateAuthBurst, KeyRateAuthPerMin, KeyRatePlaysBurst, KeyRatePlaysPerMin, KeyRatePublicBurst, KeyRatePublicPerMin}},
 		{"every problem at once", map[string]string{KeyEventStore: "esdb", KeyBus: "kafka", KeyBcryptCost: "4", KeyHTTPAddr: "nope", KeyRedisURL: "x://y"},
 			[]string{KeyBcryptCost, KeyESDBURL, KeyHTTPAddr, KeyKafkaBrokers, KeyRedisURL}},
 	}

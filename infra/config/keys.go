@@ -42,6 +42,15 @@ const (
 	KeyAssetBodyLimit    = "MEDIAMESH_ASSET_BODY_LIMIT"
 	KeyIngestMaxBytes    = "MEDIAMESH_INGEST_MAX_BYTES"
 	KeyConsistencyWait   = "MEDIAMESH_CONSISTENCY_WAIT"
+	KeyJWTVerifyKeyFiles = "MEDIAMESH_JWT_VERIFY_KEY_FILES"
+	KeyRefreshTokenTTL   = "MEDIAMESH_REFRESH_TOKEN_TTL"
+	KeyTrustedProxies    = "MEDIAMESH_TRUSTED_PROXIES"
+	KeyRateAuthPerMin    = "MEDIAMESH_RATE_AUTH_PER_MIN"
+	KeyRateAuthBurst     = "MEDIAMESH_RATE_AUTH_BURST"
+	KeyRatePlaysPerMin   = "MEDIAMESH_RATE_PLAYS_PER_MIN"
+	KeyRatePlaysBurst    = "MEDIAMESH_RATE_PLAYS_BURST"
+	KeyRatePublicPerMin  = "MEDIAMESH_RATE_PUBLIC_PER_MIN"
+	KeyRatePublicBurst   = "MEDIAMESH_RATE_PUBLIC_BURST"
 )
 
 // Key describes one configuration variable.
@@ -146,6 +155,9 @@ func specs() []spec {
 				return nil
 			},
 			func(c *Config) string { return c.JWTSigningKeyFile }},
+		{Key{Name: KeyJWTVerifyKeyFiles, Meaning: "comma-separated PEM files (public keys, or old private keys) that still verify tokens: the middle steps of a key rotation; each must load at start"},
+			func(c *Config, v string) (err error) { c.JWTVerifyKeyFiles, err = parseList(v, parsePath); return },
+			func(c *Config) string { return strings.Join(c.JWTVerifyKeyFiles, ",") }},
 		{Key{Name: KeyJWTIssuer, Default: "mediamesh", Meaning: "expected and minted `iss`"},
 			func(c *Config, v string) error { c.JWTIssuer = v; return nil },
 			func(c *Config) string { return c.JWTIssuer }},
@@ -158,6 +170,12 @@ func specs() []spec {
 				return
 			},
 			func(c *Config) string { return c.AccessTokenTTL.String() }},
+		{Key{Name: KeyRefreshTokenTTL, Default: "720h", Meaning: "lifetime of each refresh token, renewed by every refresh (1h–8760h, at least the access token's)"},
+			func(c *Config, v string) (err error) {
+				c.RefreshTokenTTL, err = parseDuration(v, time.Hour, 8760*time.Hour)
+				return
+			},
+			func(c *Config) string { return c.RefreshTokenTTL.String() }},
 		{Key{Name: KeyBcryptCost, Default: "10", Meaning: "10–12"},
 			func(c *Config, v string) (err error) { c.BcryptCost, err = parseInt(v, 10, 12); return },
 			func(c *Config) string { return strconv.Itoa(c.BcryptCost) }},
@@ -185,7 +203,27 @@ func specs() []spec {
 				return
 			},
 			func(c *Config) string { return c.ConsistencyWait.String() }},
+		{Key{Name: KeyTrustedProxies, Meaning: "comma-separated CIDRs of the reverse proxies in front (a bare IP is one address); only their `X-Forwarded-For` names the client IP"},
+			func(c *Config, v string) (err error) { c.TrustedProxies, err = parseProxies(v); return },
+			func(c *Config) string { return joinPrefixes(c.TrustedProxies) }},
+		rateSpec(KeyRateAuthPerMin, "100", "register, login and refresh together: requests per minute per client IP", func(c *Config) *int { return &c.RateAuthPerMin }),
+		rateSpec(KeyRateAuthBurst, "100", "burst of the auth limit", func(c *Config) *int { return &c.RateAuthBurst }),
+		rateSpec(KeyRatePlaysPerMin, "600", "`POST /v1/plays`: requests per minute per client IP", func(c *Config) *int { return &c.RatePlaysPerMin }),
+		rateSpec(KeyRatePlaysBurst, "100", "burst of the plays limit", func(c *Config) *int { return &c.RatePlaysBurst }),
+		rateSpec(KeyRatePublicPerMin, "1200", "other public routes (discovery, the JWK Set): requests per minute per client IP", func(c *Config) *int { return &c.RatePublicPerMin }),
+		rateSpec(KeyRatePublicBurst, "300", "burst of the public limit", func(c *Config) *int { return &c.RatePublicBurst }),
 	}
+}
+
+// maxRate bounds the rate limit keys: beyond a million a minute a limit stops
+// limiting anything, and a typo of extra zeros is more likely than the intent.
+const maxRate = 1_000_000
+
+// rateSpec is the spec of one rate limit number (1 to maxRate).
+func rateSpec(name, def, meaning string, field func(c *Config) *int) spec {
+	return spec{Key{Name: name, Default: def, Meaning: meaning + fmt.Sprintf(" (1–%d)", maxRate)},
+		func(c *Config, v string) (err error) { *field(c), err = parseInt(v, 1, maxRate); return },
+		func(c *Config) string { return strconv.Itoa(*field(c)) }}
 }
 
 // Keys returns the table of configuration keys, in a stable order.

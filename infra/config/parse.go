@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -282,6 +284,66 @@ func joinMap(items []string, f func(string) string) string {
 	out := make([]string, len(items))
 	for i, s := range items {
 		out[i] = f(s)
+	}
+	return strings.Join(out, ",")
+}
+
+// parsePath cleans a file path; it does not look at the file (Load does no I/O).
+func parsePath(v string) (string, error) {
+	if strings.ContainsRune(v, 0) {
+		return "", errors.New("a path cannot contain a NUL byte")
+	}
+	return filepath.Clean(v), nil
+}
+
+// parseProxies reads comma-separated CIDRs; a bare address is a prefix of one
+// address (/32 or /128). Prefixes are masked (10.1.2.3/8 is 10.0.0.0/8), and an
+// IPv4-mapped IPv6 prefix (::ffff:10.0.0.0/104) becomes its IPv4 form, because the
+// HTTP layer compares unmapped peer addresses. Zones (fe80::1%eth0) are refused:
+// a peer address never carries one.
+func parseProxies(v string) ([]netip.Prefix, error) {
+	items, err := parseList(v, func(s string) (string, error) { return s, nil })
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for i, s := range items {
+		p, err := parseProxy(s)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i+1, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parseProxy(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or fd00::/8", s)
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or a CIDR such as 10.0.0.0/8", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%q: an IPv4-mapped prefix must be /96 or longer", s)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
 	}
 	return strings.Join(out, ",")
 }
