@@ -31,7 +31,8 @@ func TestPartitionKey(t *testing.T) {
 		{"program event", enc(events.ProgramPublished{ProgramID: "p1"}, "program-p1"), "p1"},
 		{"episode event on the program stream", enc(events.EpisodeAdded{ProgramID: "p1", EpisodeID: "e1"}, "program-p1"), "p1"},
 		{"episode pointer stream", enc(events.EpisodeRegistered{ProgramID: "p1", EpisodeID: "e1"}, "episode-e1"), "p1"},
-		{"unknown type", events.Envelope{Type: "mediamesh.asset.uploaded.v1", Data: json.RawMessage(`{"program_id":"p1"}`), StreamID: "asset-a1"}, "asset-a1"},
+		{"asset of a program", events.Envelope{Type: "mediamesh.asset.uploaded.v1", Data: json.RawMessage(`{"program_id":"p1"}`), StreamID: "asset-a1"}, "p1"},
+		{"unknown type", events.Envelope{Type: "mediamesh.future.thing.v1", Data: json.RawMessage(`{"program_id":"p1"}`), StreamID: "future-f1"}, "future-f1"},
 		{"undecodable data", events.Envelope{Type: events.TypeProgramPublished, Data: json.RawMessage(`[`), StreamID: "program-p2"}, "program-p2"},
 	}
 	for _, tt := range tests {
