@@ -1,0 +1,21 @@
+// MediaMesh load test, spike: 10,000 requests/s for 5 minutes (at SCALE=1), with the
+// sizing guide's endpoint mix and thresholds; see lib/mediamesh.js for the
+// environment it reads.
+//
+//   k6 run -e BASE_URL=http://localhost:8080 -e EDITOR_TOKEN=$TOKEN compose/k6/spike.js
+//   k6 run -e SCALE=0.1 ...          # a tenth of the rate for a tenth of the time
+import { scenarioOptions, setupData, traffic as mix, login as logins } from './lib/mediamesh.js';
+
+export const options = scenarioOptions('spike', 10000, 300);
+
+export function setup() {
+  return setupData();
+}
+
+export function traffic(data) {
+  mix(data);
+}
+
+export function login() {
+  logins();
+}
