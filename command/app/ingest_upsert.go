@@ -94,6 +94,12 @@ const episodePointerConcurrency = 8
 // feed order: a feed that swaps two episodes' numbers fails with
 // program.ErrDuplicateEpisodeNumber.
 //
+// With a store that implements MultiStreamAppender, steps 1–3 are one transaction
+// (AppendMany): the pointers and the program's events commit together or not at
+// all, and a conflict on the external id's pointer means another item won it (its
+// program is then updated instead). Without one, they are separate appends in the
+// order above (see MultiStreamAppender for why that is safe).
+//
 // Errors: *program.ValidationError, program.ErrInvalidState and
 // program.ErrDuplicateEpisodeNumber are the item's fault (it failed); a version
 // conflict after the retries, ErrIdempotencyKeyReused and store errors are not (a
@@ -111,12 +117,15 @@ func (h UpsertProgramHandler) Handle(ctx context.Context, cmd UpsertProgram) (Re
 	if err != nil {
 		return Result{}, err
 	}
+	multi, _ := h.core.store.(MultiStreamAppender)
 	for attempt := 0; ; attempt++ {
 		var (
 			p                  *program.Program
 			expected           int64
 			loaded             *loaded
 			episodesRegistered bool
+			claim              bool // the external id's pointer is written with the program
+			sequential         bool // one append per stream even with a multi-stream store
 		)
 		switch {
 		case programID == "":
@@ -125,6 +134,12 @@ func (h UpsertProgramHandler) Handle(ctx context.Context, cmd UpsertProgram) (Re
 			id := derivedID(cmd.JobID, "program/"+strconv.Itoa(cmd.Item))
 			if p, err = in.create(id, cmd); err != nil {
 				return Result{}, err
+			}
+			if multi != nil {
+				// The external id's pointer, the episodes' pointers and the
+				// program's events go into one transaction below.
+				programID, expected, claim = id, events.ExpectNoStream, true
+				break
 			}
 			// The external id and the new episodes are registered at once: one
 			// commit's wait instead of two. If another item wins the external id,
@@ -155,6 +170,11 @@ func (h UpsertProgramHandler) Handle(ctx context.Context, cmd UpsertProgram) (Re
 					return Result{}, err
 				}
 				expected = events.ExpectNoStream
+				// A pointer without its program: written by appends that were
+				// not one transaction (another store, or this code's earlier
+				// form), some of its episode pointers may exist already. The
+				// separate appends below are idempotent per pointer.
+				sequential = true
 			case err != nil:
 				return Result{}, err
 			default:
@@ -170,15 +190,46 @@ func (h UpsertProgramHandler) Handle(ctx context.Context, cmd UpsertProgram) (Re
 		if len(pending) == 0 && loaded != nil {
 			return Result{ID: programID, StreamID: streamID, Version: loaded.version(), Position: loaded.position()}, nil
 		}
-		if !episodesRegistered {
-			if err := h.registerEpisodes(ctx, cmd, programID, pending); err != nil {
-				return Result{}, err
-			}
-		}
 		meta := upsertMeta(cmd, "v"+strconv.FormatInt(expected, 10))
 		envs, err := h.core.envelopes(meta, pending, 0)
 		if err != nil {
 			return Result{}, err
+		}
+		if multi != nil && !sequential {
+			res, err := h.appendItem(ctx, multi, cmd, pointer, claim, programID, pending,
+				events.StreamAppend{StreamID: streamID, ExpectedVersion: expected, Events: envs})
+			if errors.Is(err, events.ErrVersionConflict) {
+				if claim {
+					// Another item may have registered the external id first:
+					// then that program is the one to update.
+					winner, rerr := h.resolveExternalID(ctx, pointer)
+					if rerr != nil {
+						return Result{}, rerr
+					}
+					if winner != "" {
+						programID = winner
+						continue
+					}
+					programID = ""
+				}
+				retry, cerr := conflict(Meta{}, streamID, attempt, err)
+				if retry {
+					continue
+				}
+				return Result{}, cerr
+			}
+			if err != nil {
+				return Result{}, fmt.Errorf("upsert program %s: %w", cmd.ExternalID, err)
+			}
+			return Result{
+				ID: programID, StreamID: streamID, Version: res.LastVersion, Position: res.Position,
+				Changed: true, Created: expected == events.ExpectNoStream,
+			}, nil
+		}
+		if !episodesRegistered {
+			if err := h.registerEpisodes(ctx, cmd, programID, pending); err != nil {
+				return Result{}, err
+			}
 		}
 		res, err := h.core.store.Append(ctx, streamID, expected, envs)
 		if errors.Is(err, events.ErrVersionConflict) {
@@ -261,6 +312,64 @@ func (h UpsertProgramHandler) registerExternalID(ctx context.Context, cmd Upsert
 	// A redelivered item finds its own registration here (same derived event id):
 	// the pointer names the same derived program id, so programID is right either way.
 	return programID, nil
+}
+
+// MultiStreamAppender is an event store that appends to several streams in one
+// transaction, all or nothing (infra/eventstore/postgres.Store.AppendMany). With
+// one, an item is one transaction: the external id's pointer (for a new program),
+// its new episodes' pointers and the program's events commit together, which is
+// what ingest throughput needs (one commit per item instead of 2 + episodes).
+//
+// Stores without it (EventStoreDB, whose transactions span one stream) get the
+// separate appends in pointer-first order, which stays safe without atomicity: a
+// pointer is written before anything that names it, so a crash between the appends
+// leaves at worst a pointer naming a program that does not exist yet. The next
+// delivery of the item (same derived ids) resolves that pointer and creates the
+// program under its id; episode commands treat an episode pointer without its
+// program as not found; and a pointer is never rewritten, so an external id never
+// maps to two programs.
+type MultiStreamAppender interface {
+	AppendMany(ctx context.Context, parts []events.StreamAppend) ([]events.AppendResult, error)
+}
+
+// appendItem writes one item in one transaction: the external id's pointer when
+// claim is set, the pointer of every episode added in pending, then prog (the
+// program's events). It returns the program part's result.
+func (h UpsertProgramHandler) appendItem(ctx context.Context, multi MultiStreamAppender, cmd UpsertProgram, pointer string, claim bool, programID string, pending []events.Event, prog events.StreamAppend) (events.AppendResult, error) {
+	var parts []events.StreamAppend
+	if claim {
+		envs, err := h.core.envelopes(upsertMeta(cmd, "external-id"), []events.Event{
+			events.ProgramExternalIDRegistered{ExternalID: cmd.ExternalID, ProgramID: programID},
+		}, 0)
+		if err != nil {
+			return events.AppendResult{}, err
+		}
+		parts = append(parts, events.StreamAppend{StreamID: pointer, ExpectedVersion: events.ExpectNoStream, Events: envs})
+	}
+	for _, ev := range pending {
+		added, ok := ev.(events.EpisodeAdded)
+		if !ok {
+			continue
+		}
+		envs, err := h.core.envelopes(upsertMeta(cmd, "episode:"+added.EpisodeID), []events.Event{
+			events.EpisodeRegistered{EpisodeID: added.EpisodeID, ProgramID: programID},
+		}, 0)
+		if err != nil {
+			return events.AppendResult{}, err
+		}
+		parts = append(parts, events.StreamAppend{StreamID: events.EpisodeStreamID(added.EpisodeID), ExpectedVersion: events.ExpectNoStream, Events: envs})
+	}
+	parts = append(parts, prog)
+	res, err := multi.AppendMany(ctx, parts)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	for i, r := range res {
+		if r.StreamID != "" && r.StreamID != parts[i].StreamID {
+			return events.AppendResult{}, fmt.Errorf("the item's events are stored in %s: %w", r.StreamID, ErrIdempotencyKeyReused)
+		}
+	}
+	return res[len(res)-1], nil
 }
 
 // registerEpisodes writes the pointer stream of every episode added in pending,

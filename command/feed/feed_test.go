@@ -232,8 +232,8 @@ func TestCSV(t *testing.T) {
 		{"header in another order with spaces and a BOM", "\xEF\xBB\xBF" + strings.Join(reverse(feed.CSVColumns), " , ") + "\n" +
 			",60,,1,1,One,e1,,,en,news,,Show,p1\n", []want{{2, "p1", ""}}, "", ""},
 		{"quoted newline keeps the first row's line", header +
-			"p1,\"Multi\nline\",,news,en,,,e1,One,1,,,60,\n" +
-			"p1,\"Multi\nline\",,news,en,,,e2,Two,2,,,60,\n" +
+			"p1,Show,\"Multi\nline\",news,en,,,e1,One,1,,,60,\n" +
+			"p1,Show,\"Multi\nline\",news,en,,,e2,Two,2,,,60,\n" +
 			"p2,T,,news,en,,,,,,,,,\n", []want{{2, "p1", ""}, {6, "p2", ""}}, "", ""},
 		{"program columns must agree", header +
 			"p1,Show,,news,en,,,e1,One,1,,,60,\n" +

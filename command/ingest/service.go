@@ -102,6 +102,10 @@ func NewService(jobs JobStore, pub message.Publisher, cfg Config) (*Service, err
 	return &Service{jobs: jobs, pub: pub, cfg: cfg.withDefaults()}, nil
 }
 
+// MaxFeedBytes is the largest feed Submit reads (Config.MaxFeedBytes), so the HTTP
+// layer can refuse a larger declared Content-Length before reading anything.
+func (s *Service) MaxFeedBytes() int64 { return s.cfg.MaxFeedBytes }
+
 // errBodyTooLarge is the size limiter's error, inside the parsers' errors.
 var errBodyTooLarge = errors.New("body too large")
 

@@ -50,11 +50,28 @@ func normTitle(fe *fieldErrors, s string) string {
 		fe.add("title", "must not be empty")
 	case n > MaxTitleLen:
 		fe.add("title", "must be at most %d characters, got %d", MaxTitleLen, n)
+	case strings.IndexFunc(t, isControl) >= 0:
+		fe.add("title", "must not contain control characters (U+0000–U+001F, U+007F)")
 	}
 	return t
 }
 
-// checkDescription allows an empty description; it is stored as given.
+// isControl reports the C0 controls and DEL. They are refused in every one-line
+// field (titles; external ids, tags and slugs refuse them through their own
+// rules), because an event is forever: U+0000 cannot be stored in PostgreSQL text
+// or jsonb at all, so one such event would fail every projection that reads it on
+// every replay (a poison event), and the other controls break the CSV, terminal
+// and HTML outputs built from the catalog.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// isDescriptionControl is isControl without the layout characters a multi-line
+// text needs: tab, line feed and carriage return stay allowed in descriptions.
+func isDescriptionControl(r rune) bool {
+	return r < 0x20 && r != '\t' && r != '\n' && r != '\r'
+}
+
+// checkDescription allows an empty description; it is stored as given, so it may
+// hold tabs and line breaks but no other control character (see isControl).
 func checkDescription(fe *fieldErrors, s string) {
 	if !utf8.ValidString(s) {
 		fe.add("description", "must be valid UTF-8")
@@ -62,10 +79,15 @@ func checkDescription(fe *fieldErrors, s string) {
 	}
 	if n := utf8.RuneCountInString(s); n > MaxDescriptionLen {
 		fe.add("description", "must be at most %d characters, got %d", MaxDescriptionLen, n)
+		return
+	}
+	if strings.IndexFunc(s, isDescriptionControl) >= 0 {
+		fe.add("description", "must not contain control characters other than tab, line feed and carriage return")
 	}
 }
 
-// checkExternalID allows an empty id (none); otherwise up to 200 printable characters.
+// checkExternalID allows an empty id (none); otherwise up to 200 printable characters
+// (unicode.IsPrint: no control character of C0, DEL or C1, no U+0000).
 // It is a key of ingest feeds, so it is stored exactly as given.
 func checkExternalID(fe *fieldErrors, s string) {
 	if !utf8.ValidString(s) {

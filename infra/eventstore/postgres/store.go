@@ -135,12 +135,13 @@ const (
 )
 
 // appendSQL writes the events of one append: $1 stream, $2 event count, $3..$7 the
-// event columns as arrays, ($8 the expected version for bumpExact).
-func appendSQL(bump string) string {
+// event columns as arrays, ($8 the expected version for bumpExact). ord is the
+// ordinal of an event within its transaction (the low bits of its position).
+func appendSQL(bump, ord string) string {
 	return `WITH s AS (` + bump + `),
 ins AS (
 	INSERT INTO eventstore_events (position, event_id, stream_id, version, type, data, metadata, occurred_at)
-	SELECT (x.xid << 20) | e.ord, e.id, $1, s.version - $2 + e.ord, e.type, e.data::json, e.meta::jsonb, e.at
+	SELECT (x.xid << 20) | (` + ord + `), e.id, $1, s.version - $2 + e.ord, e.type, e.data::json, e.meta::jsonb, e.at
 	FROM s,
 		(SELECT pg_current_xact_id()::text::bigint AS xid) x,
 		unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
@@ -151,9 +152,15 @@ SELECT s.version, (SELECT max(position) FROM ins) FROM s`
 }
 
 var (
-	appendAny      = appendSQL(bumpAny)
-	appendNoStream = appendSQL(bumpNoStream)
-	appendExact    = appendSQL(bumpExact)
+	appendAny      = appendSQL(bumpAny, "e.ord")
+	appendNoStream = appendSQL(bumpNoStream, "e.ord")
+	appendExact    = appendSQL(bumpExact, "e.ord")
+	// The statements of AppendMany: one per stream in one transaction, each
+	// given the number of events before it in the transaction (the last parameter)
+	// so that ordinals, and so positions, stay unique within the transaction.
+	appendManyAny      = appendSQL(bumpAny, "e.ord + $8::bigint")
+	appendManyNoStream = appendSQL(bumpNoStream, "e.ord + $8::bigint")
+	appendManyExact    = appendSQL(bumpExact, "e.ord + $9::bigint")
 )
 
 // batch is an append's events as column arrays.
