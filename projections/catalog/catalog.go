@@ -7,29 +7,52 @@
 //     queries show only what is visible (published programs, and published episodes
 //     of published programs).
 //   - version on a row is the program stream version of the last event applied to it.
-//     Inserts do nothing on conflict and updates carry "version < $event_version", so
-//     an event delivered again changes nothing. Every event of a program's stream
-//     (episode events included) moves the program row's version and updated_at, as
-//     it moves the aggregate's.
+//     An event whose stream version is not above the row's has been applied already
+//     and changes nothing, so an event delivered again (a Kafka redelivery, a replay)
+//     changes nothing. Every event of a program's stream (episode events included)
+//     moves the program row's version and updated_at, as it moves the aggregate's.
+//   - A batch is applied set-wise, in two round trips whatever its size: one reads
+//     the current rows of every program and episode the batch names, the events are
+//     folded onto them in Go (in batch order, each behind the version guard), and one
+//     pipelined round trip writes the changed rows (one upsert per table from column
+//     arrays, itself guarded by "version < EXCLUDED.version"), the counts and the
+//     documents outbox. Per-event statements cost the server one execution each;
+//     set-wise, a batch costs a handful. (Rows as JSON cost the server about twice
+//     what column arrays do: json_to_recordset's parsing was half an upsert.)
+//     The fold needs a single writer per projection version, which the runtime's
+//     checkpoint lock provides; the guarded upserts keep even a second writer from
+//     moving a row backwards.
 //   - episode_count (published episodes) and catalog_categories_v1 (published
-//     programs per category) are recomputed from the rows for what a batch touched,
-//     at the end of the batch in the same transaction, rather than incremented: a
-//     recount is exact however often an event is delivered.
+//     programs per category) move by the differences between the rows as the batch
+//     found them and as it leaves them, which the fold knows exactly: an event
+//     delivered again changes no row, hence no count. (Recounting from the rows, the
+//     first version, cost a scan of every program of a category per batch: it grew
+//     with the catalog.) Like the fold, this relies on the single writer.
 //   - published_at is the time of the first publication, as in the command side's
 //     editorial view; unpublishing, republishing and archiving keep it.
-//   - Times come from the events (occurred_at), never from the clock, so a rebuild
-//     reproduces every row.
-//   - All statements of a batch are pipelined in one round trip (pgx.Batch) to keep
-//     the batch transaction short.
+//   - Times come from the events (occurred_at, truncated to PostgreSQL's
+//     microseconds), never from the clock, so a rebuild reproduces every row.
+//   - With WithDocuments, each batch also records in OutboxTable which programs and
+//     episodes it changed (only those whose rows the fold changed), in the same
+//     transaction: the documents flusher (projections/documents) writes their Redis
+//     documents from the committed rows. Without it (Redis off) nothing is recorded.
 package catalog
 
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/mediamesh/mediamesh/events"
+	"github.com/mediamesh/mediamesh/projections/internal/pgarray"
 	"github.com/mediamesh/mediamesh/projections/internal/streamcheck"
 	"github.com/mediamesh/mediamesh/projections/runtime"
 )
@@ -41,19 +64,43 @@ const (
 	ProgramsTable   = "catalog_programs_v1"
 	EpisodesTable   = "catalog_episodes_v1"
 	CategoriesTable = "catalog_categories_v1"
+	// OutboxTable is the documents outbox (see WithDocuments). It is a queue, not a
+	// read model, so Sinks does not list it; a rebuilt version needs its own.
+	OutboxTable = "catalog_documents_outbox_v1"
+)
+
+// Statuses of programs and episodes.
+const (
+	StatusDraft       = "draft"
+	StatusPublished   = "published"
+	StatusUnpublished = "unpublished"
+	StatusArchived    = "archived"
 )
 
 // Projection applies program-stream events to the catalog tables.
 type Projection struct {
-	codec *events.Codec
+	codec     *events.Codec
+	documents bool
 }
 
+// Option configures a Projection.
+type Option func(*Projection)
+
+// WithDocuments makes every batch record what it changed in OutboxTable for the
+// documents flusher. Use it exactly when a flusher runs (Redis is configured):
+// otherwise the outbox only grows.
+func WithDocuments() Option { return func(p *Projection) { p.documents = true } }
+
 // New returns the catalog projection decoding with codec (nil: events.NewCodec()).
-func New(codec *events.Codec) *Projection {
+func New(codec *events.Codec, opts ...Option) *Projection {
 	if codec == nil {
 		codec = events.NewCodec()
 	}
-	return &Projection{codec: codec}
+	p := &Projection{codec: codec}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Name implements runtime.Projection.
@@ -65,145 +112,550 @@ func (*Projection) Version() int { return Version }
 // Sinks implements runtime.Projection.
 func (*Projection) Sinks() []string { return []string{ProgramsTable, EpisodesTable, CategoriesTable} }
 
+// program is a catalog_programs_v1 row as the fold sees it.
+type program struct {
+	ID           string
+	Title        string
+	Description  string
+	Category     string
+	Language     string
+	Tags         []string
+	ExternalID   *string
+	Status       string
+	PublishedAt  *time.Time
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	Version      int64
+	EpisodeCount int
+
+	dirty bool
+	// loadedCategory and loadedStatus are the row before the batch ("" for a new
+	// row).
+	loadedCategory, loadedStatus string
+}
+
+// episode is a catalog_episodes_v1 row as the fold sees it.
+type episode struct {
+	ID              string
+	ProgramID       string
+	Title           string
+	Number          int
+	Season          int
+	Description     string
+	DurationSeconds int
+	ExternalID      *string
+	Status          string
+	PublishedAt     *time.Time
+	Version         int64
+
+	dirty bool
+	// loadedStatus is the status before the batch ("" for a new row).
+	loadedStatus string
+}
+
 const (
-	sqlInsertProgram = `INSERT INTO catalog_programs_v1
-		(id, title, description, category, language, tags, external_id, status, created_at, updated_at, version)
-		VALUES ($1, $2, $3, $4, $5, COALESCE($6::text[], '{}'), NULLIF($7, ''), 'draft', $8, $8, $9)
-		ON CONFLICT (id) DO NOTHING`
-	sqlUpdateProgram = `UPDATE catalog_programs_v1 SET
-		title = COALESCE($2, title), description = COALESCE($3, description), category = COALESCE($4, category),
-		language = COALESCE($5, language), tags = COALESCE($6::text[], tags), updated_at = $7, version = $8
-		WHERE id = $1 AND version < $8`
-	sqlProgramStatus = `UPDATE catalog_programs_v1 SET status = $2::text,
-		published_at = CASE WHEN $2::text = 'published' THEN COALESCE(published_at, $3) ELSE published_at END, updated_at = $3, version = $4
-		WHERE id = $1 AND version < $4`
-	sqlTouchProgram  = `UPDATE catalog_programs_v1 SET updated_at = $2, version = $3 WHERE id = $1 AND version < $3`
-	sqlInsertEpisode = `INSERT INTO catalog_episodes_v1
-		(id, program_id, title, number, season, description, duration_seconds, external_id, status, version)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), 'draft', $9)
-		ON CONFLICT (id) DO NOTHING`
-	sqlUpdateEpisode = `UPDATE catalog_episodes_v1 SET
-		title = COALESCE($3, title), number = COALESCE($4, number), season = COALESCE($5, season),
-		description = COALESCE($6, description), duration_seconds = COALESCE($7, duration_seconds), version = $8
-		WHERE id = $1 AND program_id = $2 AND version < $8`
-	sqlEpisodeStatus = `UPDATE catalog_episodes_v1 SET status = $3::text,
-		published_at = CASE WHEN $3::text = 'published' THEN COALESCE(published_at, $4) ELSE published_at END, version = $5
-		WHERE id = $1 AND program_id = $2 AND version < $5`
-	sqlEpisodeCounts = `UPDATE catalog_programs_v1 p SET episode_count = c.n
-		FROM (SELECT ids.id, (SELECT count(*) FROM catalog_episodes_v1 e WHERE e.program_id = ids.id AND e.status = 'published')::int AS n
-		      FROM unnest($1::uuid[]) AS ids(id)) c
-		WHERE p.id = c.id AND p.episode_count <> c.n`
-	sqlCategoriesBefore = `SELECT DISTINCT category FROM catalog_programs_v1 WHERE id = ANY($1::uuid[])`
-	sqlCategoryCounts   = `WITH affected AS (
-		    SELECT slug FROM unnest($1::text[]) AS s(slug)
-		    UNION
-		    SELECT category FROM catalog_programs_v1 WHERE id = ANY($2::uuid[])
-		), counts AS (
-		    SELECT a.slug, (SELECT count(*) FROM catalog_programs_v1 p WHERE p.category = a.slug AND p.status = 'published')::int AS n
-		    FROM affected a
+	sqlLoadPrograms = `SELECT id::text, title, description, category, language, tags, external_id, status,
+		published_at, created_at, updated_at, version, episode_count FROM catalog_programs_v1 WHERE id = ANY($1::uuid[])`
+	sqlLoadEpisodes = `SELECT id::text, program_id::text, title, number, season, description, duration_seconds,
+		external_id, status, published_at, version FROM catalog_episodes_v1 WHERE id = ANY($1::uuid[])`
+	// The upserts leave images alone: the artwork owns them. Tags travel as one
+	// array literal per row.
+	sqlUpsertPrograms = `INSERT INTO catalog_programs_v1 AS t
+		(id, title, description, category, language, tags, external_id, status, published_at, created_at, updated_at, version, episode_count)
+		SELECT id, title, description, category, language, tags::text[], external_id, status, published_at, created_at, updated_at,
+			version, episode_count
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::int[])
+			AS x(id, title, description, category, language, tags, external_id, status, published_at, created_at, updated_at,
+			version, episode_count)
+		ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, description = EXCLUDED.description, category = EXCLUDED.category,
+			language = EXCLUDED.language, tags = EXCLUDED.tags, status = EXCLUDED.status, published_at = EXCLUDED.published_at,
+			updated_at = EXCLUDED.updated_at, version = EXCLUDED.version, episode_count = EXCLUDED.episode_count
+		WHERE t.version < EXCLUDED.version`
+	sqlUpsertEpisodes = `INSERT INTO catalog_episodes_v1 AS t
+		(id, program_id, title, number, season, description, duration_seconds, external_id, status, published_at, version)
+		SELECT id, program_id, title, number, season, description, duration_seconds, external_id, status, published_at, version
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::int[], $6::text[], $7::int[], $8::text[], $9::text[],
+			$10::timestamptz[], $11::bigint[])
+			AS x(id, program_id, title, number, season, description, duration_seconds, external_id, status, published_at, version)
+		ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, number = EXCLUDED.number, season = EXCLUDED.season,
+			description = EXCLUDED.description, duration_seconds = EXCLUDED.duration_seconds, status = EXCLUDED.status,
+			published_at = EXCLUDED.published_at, version = EXCLUDED.version
+		WHERE t.version < EXCLUDED.version AND t.program_id = EXCLUDED.program_id`
+	// Category counts move by deltas; a category without a visible program has no
+	// row (the CHECK keeps counts positive). The INSERT sees the rows as they were
+	// before the statement, so it only adds categories that had none.
+	sqlCategoryDeltas = `WITH d AS (
+		    SELECT slug, delta FROM unnest($1::text[], $2::int[]) AS d(slug, delta)
 		), removed AS (
-		    DELETE FROM catalog_categories_v1 c USING counts WHERE c.slug = counts.slug AND counts.n = 0
+		    DELETE FROM catalog_categories_v1 c USING d WHERE c.slug = d.slug AND c.program_count + d.delta <= 0
+		), moved AS (
+		    UPDATE catalog_categories_v1 c SET program_count = c.program_count + d.delta
+		    FROM d WHERE c.slug = d.slug AND c.program_count + d.delta > 0
 		)
 		INSERT INTO catalog_categories_v1 (slug, program_count)
-		SELECT slug, n FROM counts WHERE n > 0
-		ON CONFLICT (slug) DO UPDATE SET program_count = EXCLUDED.program_count
-		WHERE catalog_categories_v1.program_count <> EXCLUDED.program_count`
+		SELECT slug, delta FROM d WHERE delta > 0 AND NOT EXISTS (SELECT 1 FROM catalog_categories_v1 c WHERE c.slug = d.slug)`
+	sqlOutbox = `INSERT INTO catalog_documents_outbox_v1 (program_id, episode_id, all_episodes, position)
+		SELECT p, NULLIF(e, '')::uuid, a, $4 FROM unnest($1::uuid[], $2::text[], $3::bool[]) AS x(p, e, a)`
 )
+
+// decoded is one event of a batch, decoded and checked.
+type decoded struct {
+	env events.Envelope
+	ev  events.Event
+}
+
+// fold is the state of one batch: the rows it touches, as they are before the
+// batch and as the events leave them.
+type fold struct {
+	programs map[string]*program
+	episodes map[string]*episode
+	// outbox: programs whose documents changed, their changed episodes, and the
+	// programs whose every episode document must be rewritten.
+	changedEpisodes map[string][]string
+	allEpisodes     map[string]bool
+	changedOrder    []string
+}
 
 // Apply implements runtime.Projection.
 func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelope) error {
-	b := &pgx.Batch{}
-	var (
-		categoryPrograms []string // programs whose category or status may have changed
-		movedPrograms    []string // programs whose category may have changed
-		episodePrograms  []string // programs whose episodes' status may have changed
-	)
-	for _, env := range batch {
+	decodedAll, err := p.decode(batch)
+	if err != nil {
+		return err
+	}
+	evs := make([]decoded, 0, len(batch))
+	var programIDs, episodeIDs []string
+	seenP, seenE := map[string]bool{}, map[string]bool{}
+	for i, env := range batch {
+		ev := decodedAll[i]
+		if !handled[env.Type] {
+			continue // other streams (episode pointers, assets)
+		}
+		evs = append(evs, decoded{env: env, ev: ev})
+		if id := events.ProgramIDOf(ev); !seenP[id] {
+			seenP[id] = true
+			programIDs = append(programIDs, id)
+		}
+		if id := episodeIDOf(ev); id != "" && !seenE[id] {
+			seenE[id] = true
+			episodeIDs = append(episodeIDs, id)
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	f, err := load(ctx, tx, programIDs, episodeIDs)
+	if err != nil {
+		return err
+	}
+	for _, d := range evs {
+		f.apply(d)
+	}
+	return p.write(ctx, tx, f, maxPosition(batch))
+}
+
+// parallelDecode is the batch size from which Apply decodes on several cores.
+const parallelDecode = 256
+
+// decode decodes and checks every event of batch, in order; the first poison event
+// (by position in the batch) fails it. Large batches are decoded by up to
+// GOMAXPROCS goroutines: decoding is most of Apply's own CPU, and while it runs the
+// database waits, so spreading it shortens every transaction.
+func (p *Projection) decode(batch []events.Envelope) ([]events.Event, error) {
+	out := make([]events.Event, len(batch))
+	errs := make([]error, len(batch))
+	one := func(i int) {
+		env := batch[i]
 		ev, err := p.codec.DecodeEnvelope(env)
+		if err == nil {
+			err = streamcheck.Check(env, ev)
+		}
+		out[i], errs[i] = ev, err
+	}
+	workers := min(goruntime.GOMAXPROCS(0), len(batch)/parallelDecode)
+	if workers <= 1 {
+		for i := range batch {
+			one(i)
+		}
+	} else {
+		var wg sync.WaitGroup
+		chunk := (len(batch) + workers - 1) / workers
+		for lo := 0; lo < len(batch); lo += chunk {
+			hi := min(lo+chunk, len(batch))
+			wg.Go(func() {
+				for i := lo; i < hi; i++ {
+					one(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i, err := range errs {
 		if err != nil {
-			return runtime.Poison(env, err)
+			return nil, runtime.Poison(batch[i], err)
 		}
-		if err := streamcheck.Check(env, ev); err != nil {
-			return runtime.Poison(env, err)
-		}
-		at, v := env.OccurredAt, env.Version
-		switch e := ev.(type) {
-		case events.ProgramCreated:
-			b.Queue(sqlInsertProgram, e.ProgramID, e.Title, e.Description, e.Category, e.Language, e.Tags, e.ExternalID, at, v)
-			categoryPrograms = append(categoryPrograms, e.ProgramID)
-		case events.ProgramUpdated:
-			b.Queue(sqlUpdateProgram, e.ProgramID, e.Title, e.Description, e.Category, e.Language, tagsArg(e.Tags), at, v)
-			if e.Category != nil {
-				categoryPrograms = append(categoryPrograms, e.ProgramID)
-				movedPrograms = append(movedPrograms, e.ProgramID)
+	}
+	return out, nil
+}
+
+// handled lists the event types the catalog applies.
+var handled = map[string]bool{
+	events.TypeProgramCreated:     true,
+	events.TypeProgramUpdated:     true,
+	events.TypeProgramPublished:   true,
+	events.TypeProgramUnpublished: true,
+	events.TypeProgramArchived:    true,
+	events.TypeEpisodeAdded:       true,
+	events.TypeEpisodeUpdated:     true,
+	events.TypeEpisodePublished:   true,
+	events.TypeEpisodeUnpublished: true,
+	events.TypeEpisodeArchived:    true,
+}
+
+func episodeIDOf(ev events.Event) string {
+	switch e := ev.(type) {
+	case events.EpisodeAdded:
+		return e.EpisodeID
+	case events.EpisodeUpdated:
+		return e.EpisodeID
+	case events.EpisodePublished:
+		return e.EpisodeID
+	case events.EpisodeUnpublished:
+		return e.EpisodeID
+	case events.EpisodeArchived:
+		return e.EpisodeID
+	}
+	return ""
+}
+
+// load reads the rows of the named programs and episodes in one round trip.
+func load(ctx context.Context, tx pgx.Tx, programIDs, episodeIDs []string) (*fold, error) {
+	f := &fold{
+		programs:        make(map[string]*program, len(programIDs)),
+		episodes:        make(map[string]*episode, len(episodeIDs)),
+		changedEpisodes: map[string][]string{},
+		allEpisodes:     map[string]bool{},
+	}
+	b := &pgx.Batch{}
+	b.Queue(sqlLoadPrograms, programIDs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			r := &program{}
+			if err := rows.Scan(&r.ID, &r.Title, &r.Description, &r.Category, &r.Language, &r.Tags, &r.ExternalID, &r.Status,
+				&r.PublishedAt, &r.CreatedAt, &r.UpdatedAt, &r.Version, &r.EpisodeCount); err != nil {
+				return err
 			}
-		case events.ProgramPublished:
-			b.Queue(sqlProgramStatus, e.ProgramID, "published", at, v)
-			categoryPrograms = append(categoryPrograms, e.ProgramID)
-		case events.ProgramUnpublished:
-			b.Queue(sqlProgramStatus, e.ProgramID, "unpublished", at, v)
-			categoryPrograms = append(categoryPrograms, e.ProgramID)
-		case events.ProgramArchived:
-			b.Queue(sqlProgramStatus, e.ProgramID, "archived", at, v)
-			categoryPrograms = append(categoryPrograms, e.ProgramID)
-		case events.EpisodeAdded:
+			r.loadedCategory, r.loadedStatus = r.Category, r.Status
+			f.programs[r.ID] = r
+		}
+		return rows.Err()
+	})
+	if len(episodeIDs) > 0 {
+		b.Queue(sqlLoadEpisodes, episodeIDs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				r := &episode{}
+				if err := rows.Scan(&r.ID, &r.ProgramID, &r.Title, &r.Number, &r.Season, &r.Description, &r.DurationSeconds,
+					&r.ExternalID, &r.Status, &r.PublishedAt, &r.Version); err != nil {
+					return err
+				}
+				r.loadedStatus = r.Status
+				f.episodes[r.ID] = r
+			}
+			return rows.Err()
+		})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("catalog: load rows: %w", err)
+	}
+	return f, nil
+}
+
+// pgTime is t as PostgreSQL stores it: microseconds, UTC.
+func pgTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// markProgram records that the program's document changed; all says its every
+// episode document did too.
+func (f *fold) markProgram(id string, all bool) {
+	if _, ok := f.changedEpisodes[id]; !ok {
+		f.changedEpisodes[id] = nil
+		f.changedOrder = append(f.changedOrder, id)
+	}
+	if all {
+		f.allEpisodes[id] = true
+	}
+}
+
+func (f *fold) markEpisode(programID, episodeID string) {
+	f.markProgram(programID, false)
+	if !slices.Contains(f.changedEpisodes[programID], episodeID) {
+		f.changedEpisodes[programID] = append(f.changedEpisodes[programID], episodeID)
+	}
+}
+
+// touch moves the program row to the event's version and time: every event of the
+// stream does. It reports whether the event is new to the program row.
+func (f *fold) touch(programID string, at time.Time, v int64) (*program, bool) {
+	r := f.programs[programID]
+	if r == nil || v <= r.Version {
+		return r, false
+	}
+	r.Version, r.UpdatedAt, r.dirty = v, at, true
+	f.markProgram(programID, false)
+	return r, true
+}
+
+// apply folds one event onto the rows, behind the version guards.
+func (f *fold) apply(d decoded) {
+	at, v := pgTime(d.env.OccurredAt), d.env.Version
+	switch e := d.ev.(type) {
+	case events.ProgramCreated:
+		if f.programs[e.ProgramID] != nil {
+			return
+		}
+		tags := e.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		var ext *string
+		if e.ExternalID != "" {
+			ext = &e.ExternalID
+		}
+		f.programs[e.ProgramID] = &program{ID: e.ProgramID, Title: e.Title, Description: e.Description, Category: e.Category,
+			Language: e.Language, Tags: tags, ExternalID: ext, Status: StatusDraft, CreatedAt: at, UpdatedAt: at, Version: v, dirty: true}
+		f.markProgram(e.ProgramID, false)
+	case events.ProgramUpdated:
+		r, ok := f.touch(e.ProgramID, at, v)
+		if !ok {
+			return
+		}
+		set(&r.Title, e.Title)
+		set(&r.Description, e.Description)
+		set(&r.Category, e.Category)
+		set(&r.Language, e.Language)
+		if e.Tags != nil {
+			r.Tags = append([]string{}, *e.Tags...)
+		}
+	case events.ProgramPublished:
+		f.programStatus(e.ProgramID, StatusPublished, at, v)
+	case events.ProgramUnpublished:
+		f.programStatus(e.ProgramID, StatusUnpublished, at, v)
+	case events.ProgramArchived:
+		f.programStatus(e.ProgramID, StatusArchived, at, v)
+	case events.EpisodeAdded:
+		if f.episodes[e.EpisodeID] == nil {
 			season := e.Season
 			if season == 0 {
 				season = 1
 			}
-			b.Queue(sqlInsertEpisode, e.EpisodeID, e.ProgramID, e.Title, e.Number, season, e.Description, e.DurationSeconds, e.ExternalID, v)
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-		case events.EpisodeUpdated:
-			b.Queue(sqlUpdateEpisode, e.EpisodeID, e.ProgramID, e.Title, e.Number, e.Season, e.Description, e.DurationSeconds, v)
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-		case events.EpisodePublished:
-			b.Queue(sqlEpisodeStatus, e.EpisodeID, e.ProgramID, "published", at, v)
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-			episodePrograms = append(episodePrograms, e.ProgramID)
-		case events.EpisodeUnpublished:
-			b.Queue(sqlEpisodeStatus, e.EpisodeID, e.ProgramID, "unpublished", at, v)
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-			episodePrograms = append(episodePrograms, e.ProgramID)
-		case events.EpisodeArchived:
-			b.Queue(sqlEpisodeStatus, e.EpisodeID, e.ProgramID, "archived", at, v)
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-			episodePrograms = append(episodePrograms, e.ProgramID)
+			var ext *string
+			if e.ExternalID != "" {
+				ext = &e.ExternalID
+			}
+			f.episodes[e.EpisodeID] = &episode{ID: e.EpisodeID, ProgramID: e.ProgramID, Title: e.Title, Number: e.Number, Season: season,
+				Description: e.Description, DurationSeconds: e.DurationSeconds, ExternalID: ext, Status: StatusDraft, Version: v, dirty: true}
+			f.markEpisode(e.ProgramID, e.EpisodeID)
 		}
+		f.touch(e.ProgramID, at, v)
+	case events.EpisodeUpdated:
+		if r := f.episodeFor(e.ProgramID, e.EpisodeID, v); r != nil {
+			set(&r.Title, e.Title)
+			set(&r.Number, e.Number)
+			set(&r.Season, e.Season)
+			set(&r.Description, e.Description)
+			set(&r.DurationSeconds, e.DurationSeconds)
+		}
+		f.touch(e.ProgramID, at, v)
+	case events.EpisodePublished:
+		f.episodeStatus(e.ProgramID, e.EpisodeID, StatusPublished, at, v)
+	case events.EpisodeUnpublished:
+		f.episodeStatus(e.ProgramID, e.EpisodeID, StatusUnpublished, at, v)
+	case events.EpisodeArchived:
+		f.episodeStatus(e.ProgramID, e.EpisodeID, StatusArchived, at, v)
 	}
-	if b.Len() == 0 {
+}
+
+func (f *fold) programStatus(id, status string, at time.Time, v int64) {
+	r, ok := f.touch(id, at, v)
+	if !ok {
+		return
+	}
+	r.Status = status
+	if status == StatusPublished && r.PublishedAt == nil {
+		r.PublishedAt = &at
+	}
+	f.markProgram(id, true)
+}
+
+// episodeFor returns the episode row an event at version v applies to (marking it
+// changed), or nil when it is absent, of another program, or already at v.
+func (f *fold) episodeFor(programID, episodeID string, v int64) *episode {
+	r := f.episodes[episodeID]
+	if r == nil || r.ProgramID != programID || v <= r.Version {
 		return nil
 	}
-	before := []string{}
-	if len(movedPrograms) > 0 {
-		rows, err := tx.Query(ctx, sqlCategoriesBefore, movedPrograms)
-		if err != nil {
-			return fmt.Errorf("catalog: categories before batch: %w", err)
-		}
-		before, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("catalog: categories before batch: %w", err)
+	r.Version, r.dirty = v, true
+	f.markEpisode(programID, episodeID)
+	return r
+}
+
+func (f *fold) episodeStatus(programID, episodeID, status string, at time.Time, v int64) {
+	if r := f.episodeFor(programID, episodeID, v); r != nil {
+		r.Status = status
+		if status == StatusPublished && r.PublishedAt == nil {
+			r.PublishedAt = &at
 		}
 	}
-	if len(episodePrograms) > 0 {
-		b.Queue(sqlEpisodeCounts, episodePrograms)
+	f.touch(programID, at, v)
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
 	}
-	if len(categoryPrograms) > 0 {
-		b.Queue(sqlCategoryCounts, before, categoryPrograms)
+}
+
+// counts moves each changed program's episode_count by its episodes' visibility
+// changes, and returns the category deltas of the programs' visibility changes
+// (slugs sorted, zero deltas left out).
+func (f *fold) counts() (slugs []string, deltas []int) {
+	for _, e := range f.episodes {
+		if !e.dirty {
+			continue
+		}
+		d := b2i(e.Status == StatusPublished) - b2i(e.loadedStatus == StatusPublished)
+		if p := f.programs[e.ProgramID]; d != 0 && p != nil {
+			p.EpisodeCount += d
+			p.dirty = true
+		}
+	}
+	byCategory := map[string]int{}
+	for _, p := range f.programs {
+		if !p.dirty {
+			continue
+		}
+		if p.loadedStatus == StatusPublished {
+			byCategory[p.loadedCategory]--
+		}
+		if p.Status == StatusPublished {
+			byCategory[p.Category]++
+		}
+	}
+	for slug, d := range byCategory {
+		if d != 0 {
+			slugs = append(slugs, slug)
+		}
+	}
+	sort.Strings(slugs)
+	for _, slug := range slugs {
+		deltas = append(deltas, byCategory[slug])
+	}
+	return slugs, deltas
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// write sends the changed rows, the category deltas and the outbox in one round
+// trip.
+func (p *Projection) write(ctx context.Context, tx pgx.Tx, f *fold, position int64) error {
+	slugs, deltas := f.counts()
+	var progs []*program
+	for _, r := range f.programs {
+		if r.dirty {
+			progs = append(progs, r)
+		}
+	}
+	var eps []*episode
+	for _, r := range f.episodes {
+		if r.dirty {
+			eps = append(eps, r)
+		}
+	}
+	if len(progs) == 0 && len(eps) == 0 {
+		return nil // every event was a redelivery
+	}
+	// A fixed row order: two writers (without the runtime's lock) cannot deadlock.
+	slices.SortFunc(progs, func(a, b *program) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(eps, func(a, b *episode) int { return strings.Compare(a.ID, b.ID) })
+	b := &pgx.Batch{}
+	if len(progs) > 0 {
+		b.Queue(sqlUpsertPrograms, programColumns(progs)...)
+	}
+	if len(eps) > 0 {
+		b.Queue(sqlUpsertEpisodes, episodeColumns(eps)...)
+	}
+	if len(slugs) > 0 {
+		b.Queue(sqlCategoryDeltas, slugs, deltas)
+	}
+	if p.documents && len(f.changedOrder) > 0 {
+		var pids, eids []string
+		var all []bool
+		for _, pid := range f.changedOrder {
+			pids, eids, all = append(pids, pid), append(eids, ""), append(all, f.allEpisodes[pid])
+			for _, eid := range f.changedEpisodes[pid] {
+				pids, eids, all = append(pids, pid), append(eids, eid), append(all, false)
+			}
+		}
+		b.Queue(sqlOutbox, pids, eids, all, position)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("catalog: apply %d events: %w", len(batch), err)
+		return fmt.Errorf("catalog: write %d programs, %d episodes: %w", len(progs), len(eps), err)
 	}
 	return nil
 }
 
-// tagsArg turns an optional tag list into a text[] argument: NULL when absent,
-// '{}' (never NULL) when present and empty.
-func tagsArg(tags *[]string) any {
-	if tags == nil {
-		return nil
+// programColumns returns the upsert's column arrays of rows.
+func programColumns(rows []*program) []any {
+	n := len(rows)
+	ids, titles, descs, cats, langs, tags := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	exts, statuses := make([]pgtype.Text, n), make([]string, n)
+	pubs, created, updated := make([]pgtype.Timestamptz, n), make([]time.Time, n), make([]time.Time, n)
+	versions, counts := make([]int64, n), make([]int32, n)
+	for i, r := range rows {
+		ids[i], titles[i], descs[i], cats[i], langs[i], tags[i] = r.ID, r.Title, r.Description, r.Category, r.Language, pgarray.TextLiteral(r.Tags)
+		exts[i], statuses[i] = text(r.ExternalID), r.Status
+		pubs[i], created[i], updated[i] = timestamptz(r.PublishedAt), r.CreatedAt, r.UpdatedAt
+		versions[i], counts[i] = r.Version, int32(r.EpisodeCount)
 	}
-	if *tags == nil {
-		return []string{}
+	return []any{ids, titles, descs, cats, langs, tags, exts, statuses, pubs, created, updated, versions, counts}
+}
+
+// episodeColumns returns the upsert's column arrays of rows.
+func episodeColumns(rows []*episode) []any {
+	n := len(rows)
+	ids, pids, titles, descs, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	numbers, seasons, durations := make([]int32, n), make([]int32, n), make([]int32, n)
+	exts, pubs, versions := make([]pgtype.Text, n), make([]pgtype.Timestamptz, n), make([]int64, n)
+	for i, r := range rows {
+		ids[i], pids[i], titles[i], descs[i], statuses[i] = r.ID, r.ProgramID, r.Title, r.Description, r.Status
+		numbers[i], seasons[i], durations[i] = int32(r.Number), int32(r.Season), int32(r.DurationSeconds)
+		exts[i], pubs[i], versions[i] = text(r.ExternalID), timestamptz(r.PublishedAt), r.Version
 	}
-	return *tags
+	return []any{ids, pids, titles, numbers, seasons, descs, durations, exts, statuses, pubs, versions}
+}
+
+func text(s *string) pgtype.Text {
+	if s == nil {
+		return pgtype.Text{}
+	}
+	return pgtype.Text{String: *s, Valid: true}
+}
+
+func timestamptz(t *time.Time) pgtype.Timestamptz {
+	if t == nil {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: *t, Valid: true}
+}
+
+// maxPosition is the highest position of batch.
+func maxPosition(batch []events.Envelope) int64 {
+	var m int64
+	for _, e := range batch {
+		m = max(m, e.Position)
+	}
+	return m
 }

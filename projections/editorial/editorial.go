@@ -7,21 +7,31 @@
 //   - version is the program stream's version, moved by every event of the stream
 //     (episode events too), so the list shows the version an editor sends in
 //     If-Match; updated_at is the time of the stream's last event.
-//   - Inserts do nothing on conflict and updates carry "version < $event_version",
-//     so an event delivered again changes nothing.
+//   - An event whose stream version is not above the row's has been applied and
+//     changes nothing, so an event delivered again changes nothing.
+//   - A batch is applied set-wise like the catalog's (projections/catalog): one
+//     round trip reads the rows the batch names, the events are folded onto them in
+//     Go, one guarded upsert ("version < EXCLUDED.version") writes the changed rows
+//     from column arrays.
+//     The fold relies on the runtime's single writer per projection version.
 //   - published_at is the time of the first publication, as in the command side's
 //     editorial view; unpublishing, republishing and archiving keep it.
-//   - Times come from the events, never from the clock, so a rebuild reproduces
-//     every row; statements of a batch are pipelined in one round trip.
+//   - Times come from the events (truncated to PostgreSQL's microseconds), never
+//     from the clock, so a rebuild reproduces every row.
 package editorial
 
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/mediamesh/mediamesh/events"
+	"github.com/mediamesh/mediamesh/projections/internal/pgarray"
 	"github.com/mediamesh/mediamesh/projections/internal/streamcheck"
 	"github.com/mediamesh/mediamesh/projections/runtime"
 )
@@ -55,24 +65,49 @@ func (*Projection) Version() int { return Version }
 // Sinks implements runtime.Projection.
 func (*Projection) Sinks() []string { return []string{ProgramsTable} }
 
+// row is an editorial_programs_v1 row as the fold sees it.
+type row struct {
+	ID          string
+	Title       string
+	Description string
+	Category    string
+	Language    string
+	Tags        []string
+	ExternalID  *string
+	Status      string
+	PublishedAt *time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	Version     int64
+
+	dirty bool
+}
+
 const (
-	sqlInsertProgram = `INSERT INTO editorial_programs_v1
-		(id, title, description, category, language, tags, external_id, status, created_at, updated_at, version)
-		VALUES ($1, $2, $3, $4, $5, COALESCE($6::text[], '{}'), NULLIF($7, ''), 'draft', $8, $8, $9)
-		ON CONFLICT (id) DO NOTHING`
-	sqlUpdateProgram = `UPDATE editorial_programs_v1 SET
-		title = COALESCE($2, title), description = COALESCE($3, description), category = COALESCE($4, category),
-		language = COALESCE($5, language), tags = COALESCE($6::text[], tags), updated_at = $7, version = $8
-		WHERE id = $1 AND version < $8`
-	sqlProgramStatus = `UPDATE editorial_programs_v1 SET status = $2::text,
-		published_at = CASE WHEN $2::text = 'published' THEN COALESCE(published_at, $3) ELSE published_at END, updated_at = $3, version = $4
-		WHERE id = $1 AND version < $4`
-	sqlTouchProgram = `UPDATE editorial_programs_v1 SET updated_at = $2, version = $3 WHERE id = $1 AND version < $3`
+	sqlLoad = `SELECT id::text, title, description, category, language, tags, external_id, status, published_at,
+		created_at, updated_at, version FROM editorial_programs_v1 WHERE id = ANY($1::uuid[])`
+	sqlUpsert = `INSERT INTO editorial_programs_v1 AS t
+		(id, title, description, category, language, tags, external_id, status, published_at, created_at, updated_at, version)
+		SELECT id, title, description, category, language, tags::text[], external_id, status, published_at, created_at, updated_at, version
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::bigint[])
+			AS x(id, title, description, category, language, tags, external_id, status, published_at, created_at, updated_at, version)
+		ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, description = EXCLUDED.description, category = EXCLUDED.category,
+			language = EXCLUDED.language, tags = EXCLUDED.tags, status = EXCLUDED.status, published_at = EXCLUDED.published_at,
+			updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
+		WHERE t.version < EXCLUDED.version`
 )
 
 // Apply implements runtime.Projection.
 func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelope) error {
-	b := &pgx.Batch{}
+	type item struct {
+		env events.Envelope
+		ev  events.Event
+		pid string
+	}
+	items := make([]item, 0, len(batch))
+	var ids []string
+	seen := map[string]bool{}
 	for _, env := range batch {
 		ev, err := p.codec.DecodeEnvelope(env)
 		if err != nil {
@@ -81,39 +116,138 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelo
 		if err := streamcheck.Check(env, ev); err != nil {
 			return runtime.Poison(env, err)
 		}
-		at, v := env.OccurredAt, env.Version
-		switch e := ev.(type) {
-		case events.ProgramCreated:
-			b.Queue(sqlInsertProgram, e.ProgramID, e.Title, e.Description, e.Category, e.Language, e.Tags, e.ExternalID, at, v)
-		case events.ProgramUpdated:
-			var tags any
-			if e.Tags != nil {
-				tags = append([]string{}, *e.Tags...)
-			}
-			b.Queue(sqlUpdateProgram, e.ProgramID, e.Title, e.Description, e.Category, e.Language, tags, at, v)
-		case events.ProgramPublished:
-			b.Queue(sqlProgramStatus, e.ProgramID, "published", at, v)
-		case events.ProgramUnpublished:
-			b.Queue(sqlProgramStatus, e.ProgramID, "unpublished", at, v)
-		case events.ProgramArchived:
-			b.Queue(sqlProgramStatus, e.ProgramID, "archived", at, v)
-		case events.EpisodeAdded:
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-		case events.EpisodeUpdated:
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-		case events.EpisodePublished:
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-		case events.EpisodeUnpublished:
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
-		case events.EpisodeArchived:
-			b.Queue(sqlTouchProgram, e.ProgramID, at, v)
+		if !handled[env.Type] {
+			continue // other streams (episode pointers, assets)
+		}
+		pid := events.ProgramIDOf(ev)
+		items = append(items, item{env: env, ev: ev, pid: pid})
+		if !seen[pid] {
+			seen[pid] = true
+			ids = append(ids, pid)
 		}
 	}
-	if b.Len() == 0 {
+	if len(items) == 0 {
 		return nil
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("editorial: apply %d events: %w", len(batch), err)
+	rows := make(map[string]*row, len(ids))
+	rs, err := tx.Query(ctx, sqlLoad, ids)
+	if err != nil {
+		return fmt.Errorf("editorial: load rows: %w", err)
+	}
+	for rs.Next() {
+		r := &row{}
+		if err := rs.Scan(&r.ID, &r.Title, &r.Description, &r.Category, &r.Language, &r.Tags, &r.ExternalID, &r.Status,
+			&r.PublishedAt, &r.CreatedAt, &r.UpdatedAt, &r.Version); err != nil {
+			rs.Close()
+			return fmt.Errorf("editorial: load rows: %w", err)
+		}
+		rows[r.ID] = r
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("editorial: load rows: %w", err)
+	}
+	for _, it := range items {
+		apply(rows, it.pid, it.ev, it.env.OccurredAt.UTC().Truncate(time.Microsecond), it.env.Version)
+	}
+	var changed []*row
+	for _, r := range rows {
+		if r.dirty {
+			changed = append(changed, r)
+		}
+	}
+	if len(changed) == 0 {
+		return nil // every event was a redelivery
+	}
+	slices.SortFunc(changed, func(a, b *row) int { return strings.Compare(a.ID, b.ID) })
+	if _, err := tx.Exec(ctx, sqlUpsert, columns(changed)...); err != nil {
+		return fmt.Errorf("editorial: write %d rows: %w", len(changed), err)
 	}
 	return nil
+}
+
+// handled lists the event types of the program streams.
+var handled = map[string]bool{
+	events.TypeProgramCreated:     true,
+	events.TypeProgramUpdated:     true,
+	events.TypeProgramPublished:   true,
+	events.TypeProgramUnpublished: true,
+	events.TypeProgramArchived:    true,
+	events.TypeEpisodeAdded:       true,
+	events.TypeEpisodeUpdated:     true,
+	events.TypeEpisodePublished:   true,
+	events.TypeEpisodeUnpublished: true,
+	events.TypeEpisodeArchived:    true,
+}
+
+// apply folds one event onto the rows, behind the version guard: every event of
+// the stream moves version and updated_at.
+func apply(rows map[string]*row, pid string, ev events.Event, at time.Time, v int64) {
+	if c, ok := ev.(events.ProgramCreated); ok {
+		if rows[pid] != nil {
+			return
+		}
+		tags := c.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		var ext *string
+		if c.ExternalID != "" {
+			ext = &c.ExternalID
+		}
+		rows[pid] = &row{ID: pid, Title: c.Title, Description: c.Description, Category: c.Category, Language: c.Language, Tags: tags,
+			ExternalID: ext, Status: "draft", CreatedAt: at, UpdatedAt: at, Version: v, dirty: true}
+		return
+	}
+	r := rows[pid]
+	if r == nil || v <= r.Version {
+		return
+	}
+	r.Version, r.UpdatedAt, r.dirty = v, at, true
+	status := func(s string) {
+		r.Status = s
+		if s == "published" && r.PublishedAt == nil {
+			r.PublishedAt = &at
+		}
+	}
+	switch e := ev.(type) {
+	case events.ProgramUpdated:
+		set(&r.Title, e.Title)
+		set(&r.Description, e.Description)
+		set(&r.Category, e.Category)
+		set(&r.Language, e.Language)
+		if e.Tags != nil {
+			r.Tags = append([]string{}, *e.Tags...)
+		}
+	case events.ProgramPublished:
+		status("published")
+	case events.ProgramUnpublished:
+		status("unpublished")
+	case events.ProgramArchived:
+		status("archived")
+	}
+}
+
+// columns returns the upsert's column arrays of rows.
+func columns(rows []*row) []any {
+	n := len(rows)
+	ids, titles, descs, cats, langs, tags := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	exts, statuses := make([]pgtype.Text, n), make([]string, n)
+	pubs, created, updated, versions := make([]pgtype.Timestamptz, n), make([]time.Time, n), make([]time.Time, n), make([]int64, n)
+	for i, r := range rows {
+		ids[i], titles[i], descs[i], cats[i], langs[i], tags[i] = r.ID, r.Title, r.Description, r.Category, r.Language, pgarray.TextLiteral(r.Tags)
+		statuses[i], created[i], updated[i], versions[i] = r.Status, r.CreatedAt, r.UpdatedAt, r.Version
+		if r.ExternalID != nil {
+			exts[i] = pgtype.Text{String: *r.ExternalID, Valid: true}
+		}
+		if r.PublishedAt != nil {
+			pubs[i] = pgtype.Timestamptz{Time: *r.PublishedAt, Valid: true}
+		}
+	}
+	return []any{ids, titles, descs, cats, langs, tags, exts, statuses, pubs, created, updated, versions}
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }

@@ -1,6 +1,18 @@
-// Package runtime runs projections in the embedded mode (MEDIAMESH_BUS=postgres):
-// each projection reads the event store's global log directly from its own
-// checkpoint and applies events in batches to its PostgreSQL sinks.
+// Package runtime runs projections: it feeds each one batches of events and records
+// its progress in the same PostgreSQL transaction as its writes. Events come from one
+// of two sources:
+//
+//   - The event store's global log (the embedded mode, MEDIAMESH_BUS=postgres): each
+//     projection reads it from its own checkpoint, in global position order. The
+//     checkpoint is a watermark: everything at or below it is applied.
+//   - A partitioned stream (the Kafka mode, MEDIAMESH_BUS=kafka, Options.Stream): each
+//     projection consumes content.events in a consumer group of its own
+//     (ConsumerName: "catalog.v1"). Progress is the stream's own (Kafka's committed
+//     offsets, per partition), acknowledged only after the batch's transaction
+//     committed; the checkpoint row then holds the highest global position applied
+//     so far, for status only: partitions are consumed independently, so events
+//     below it may still be on their way. Exactly-once in effect comes from the
+//     sinks' row version guards, never from the checkpoint.
 //
 // Decisions:
 //
@@ -28,7 +40,17 @@
 //     (never applied out of order), so Replay, after the cause is fixed, re-applies a
 //     stream's events in their order and the read model ends as if nothing failed.
 //   - After each committed batch the runtime NOTIFYs NotifyChannel; Waiter turns that
-//     into WaitForPosition for read-your-writes, in this process or any other.
+//     into WaitForPosition for read-your-writes, in this process or any other. In the
+//     Kafka mode a position is not a watermark (see above): an exact read-your-writes
+//     check compares the write's stream version with the read model's row version.
+//   - In the Kafka mode the batches of all partitions of one projection are applied
+//     one transaction at a time (in this process by one applier goroutine, across
+//     processes by the checkpoint row lock), and batches that arrive while a
+//     transaction runs are merged into the next one. Serial transactions keep the
+//     cross-program aggregates (category counts) exact without locking them row by
+//     row, and merging keeps commits few when many partitions have a backlog; the
+//     apply path is set-wise and fast enough (infra/bench, suite "project") that
+//     partitions are not needed for write parallelism on one database.
 package runtime
 
 import (
@@ -57,6 +79,24 @@ type Source interface {
 	// HeadPosition returns the position of the newest readable event (0 when empty).
 	HeadPosition(ctx context.Context) (int64, error)
 }
+
+// Stream is a partitioned, acknowledged delivery of the global log: the Kafka mode's
+// content.events (infra/bus/kafka.Source implements it).
+type Stream interface {
+	// Consume delivers batches to handle until ctx ends, as consumer group (or
+	// equivalent) name. A batch holds events of one partition in that partition's
+	// order (so each program's events in stream order); batches of different
+	// partitions may be handed over concurrently. A batch is acknowledged only once
+	// handle returned nil for it; when handle fails, the batch and what follows it on
+	// its partition are delivered again later (after a rebalance, a restart, or at
+	// once). Redelivery of acknowledged events is allowed too (a rebalance).
+	Consume(ctx context.Context, name string, handle func(context.Context, []events.Envelope) error) error
+}
+
+// ConsumerName is the stable name under which a projection version consumes a
+// Stream ("catalog.v1"): its consumer group is named after it, so a rebuilt version
+// consumes with a group of its own.
+func ConsumerName(p Projection) string { return fmt.Sprintf("%s.v%d", p.Name(), p.Version()) }
 
 // EventCounter is optionally implemented by a Source that can count events above a
 // position without reading them; Status uses it for lag_events when present.
@@ -98,6 +138,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock behind lag_seconds (default time.Now).
 	Now func() time.Time
+	// Stream, when set, is where Run reads events (the Kafka mode); the Source then
+	// only answers Status. Nil: Run subscribes to the Source's global log.
+	Stream Stream
 }
 
 func (o Options) withDefaults() Options {
@@ -146,6 +189,10 @@ type Runtime struct {
 	projs []Projection
 	opts  Options
 	log   *slog.Logger
+	// ordered: events arrive in global position order (the Source), so the
+	// checkpoint is a watermark and events at or below it are skipped. Otherwise
+	// (a Stream) the checkpoint is the highest position applied.
+	ordered bool
 }
 
 // New returns a runtime for projs. Each (name, version) may appear once.
@@ -171,7 +218,7 @@ func New(pool *pgxpool.Pool, src Source, projs []Projection, opts Options) (*Run
 		seen[key] = true
 	}
 	opts = opts.withDefaults()
-	return &Runtime{pool: pool, src: src, projs: projs, opts: opts, log: opts.Logger}, nil
+	return &Runtime{pool: pool, src: src, projs: projs, opts: opts, log: opts.Logger, ordered: opts.Stream == nil}, nil
 }
 
 // Run applies events to every projection until ctx ends, then returns nil. It
@@ -211,6 +258,9 @@ func (r *Runtime) runProjection(ctx context.Context, p Projection) error {
 			return nil
 		}
 	}
+	if !r.ordered {
+		return r.runStream(ctx, p)
+	}
 	for attempt := 0; ; attempt++ {
 		before := pos
 		err := r.consume(ctx, p, &pos)
@@ -226,6 +276,117 @@ func (r *Runtime) runProjection(ctx context.Context, p Projection) error {
 		}
 	}
 }
+
+// runStream consumes the Stream as the projection's consumer until ctx ends. The
+// partitions' batches are applied by one goroutine, one transaction at a time (see
+// the package documentation); batches that wait while a transaction runs are
+// merged into the next one (up to mergeLimit events), so that a backlog on many
+// partitions costs few commits. A batch is acknowledged (handle returns nil) after
+// the commit of the transaction that applied it.
+func (r *Runtime) runStream(ctx context.Context, p Projection) error {
+	queue := make(chan streamBatch)
+	applierDone := make(chan struct{})
+	go func() {
+		defer close(applierDone)
+		r.applyStream(ctx, p, queue)
+	}()
+	defer func() { <-applierDone }()
+	handle := func(hctx context.Context, batch []events.Envelope) error {
+		if len(batch) == 0 {
+			return nil
+		}
+		b := streamBatch{events: batch, done: make(chan error, 1)}
+		select {
+		case queue <- b:
+		case <-hctx.Done():
+			return hctx.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case err := <-b.done:
+			return err
+		case <-hctx.Done():
+			// The partition was revoked: the batch may still be applied, which is
+			// harmless; it is not acknowledged, so its next owner gets it again.
+			return hctx.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		err := r.opts.Stream.Consume(ctx, ConsumerName(p), handle)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			attempt = 0
+		}
+		r.log.Warn("projection stream ended, consuming again", "projection", p.Name(), "version", p.Version(), "error", err)
+		if !r.sleep(ctx, attempt) {
+			return nil
+		}
+	}
+}
+
+// streamBatch is one partition's batch waiting to be applied.
+type streamBatch struct {
+	events []events.Envelope
+	done   chan error
+}
+
+// applyStream applies queued batches until ctx ends, merging what waits.
+func (r *Runtime) applyStream(ctx context.Context, p Projection, queue <-chan streamBatch) {
+	limit := mergeLimit * r.opts.BatchSize
+	var carry *streamBatch
+	for {
+		var group []streamBatch
+		if carry != nil {
+			group, carry = append(group, *carry), nil
+		} else {
+			select {
+			case b := <-queue:
+				group = append(group, b)
+			case <-ctx.Done():
+				return
+			}
+		}
+		n := len(group[0].events)
+	merging:
+		for n < limit {
+			select {
+			case b := <-queue:
+				if n+len(b.events) > limit {
+					carry = &b
+					break merging
+				}
+				group = append(group, b)
+				n += len(b.events)
+			default:
+				break merging
+			}
+		}
+		merged := group[0].events
+		if len(group) > 1 {
+			merged = make([]events.Envelope, 0, n)
+			for _, b := range group {
+				merged = append(merged, b.events...)
+			}
+		}
+		_, err := r.applyBatch(ctx, p, merged)
+		for _, b := range group {
+			b.done <- err
+		}
+		if err != nil && carry != nil {
+			carry.done <- err
+			carry = nil
+		}
+	}
+}
+
+// mergeLimit bounds a merged stream transaction, in batches of Options.BatchSize.
+const mergeLimit = 4
 
 // consume subscribes from *pos and applies what arrives until the subscription
 // ends or ctx is done; *pos follows every committed batch.
@@ -328,7 +489,7 @@ func appendAfter(buf, batch []events.Envelope, after int64) []events.Envelope {
 // single events when an error is not transient. It returns the position the
 // checkpoint reached; it fails only when ctx ends.
 func (r *Runtime) applyBatch(ctx context.Context, p Projection, batch []events.Envelope) (int64, error) {
-	last := batch[len(batch)-1].Position
+	last := maxPosition(batch)
 	for attempt := 0; ; attempt++ {
 		err := r.commitBatch(ctx, p, batch)
 		if err == nil {
@@ -344,7 +505,7 @@ func (r *Runtime) applyBatch(ctx context.Context, p Projection, batch []events.E
 		}
 		if kind != kindTransient {
 			r.log.Warn("projection batch failed, applying its events one by one", "projection", p.Name(), "version", p.Version(),
-				"from", batch[0].Position, "to", last, "error", err)
+				"first", batch[0].Position, "last", batch[len(batch)-1].Position, "error", err)
 			for _, e := range batch {
 				if err := r.applySingle(ctx, p, e); err != nil {
 					return 0, err
@@ -419,13 +580,13 @@ func (r *Runtime) deadLetter(ctx context.Context, p Projection, e events.Envelop
 		"event_id", e.EventID, "type", e.Type, "stream", e.StreamID, "error", cause)
 	for attempt := 0; ; attempt++ {
 		err := r.inCheckpointTx(ctx, p, func(tx pgx.Tx, cp int64, _ bool) (int64, error) {
-			if e.Position <= cp {
+			if r.ordered && e.Position <= cp {
 				return cp, nil
 			}
 			if err := insertDeadLetter(ctx, tx, p, e, cause.Error(), false, attempts); err != nil {
 				return 0, err
 			}
-			return e.Position, nil
+			return max(cp, e.Position), nil
 		})
 		if err == nil {
 			return nil
@@ -440,12 +601,13 @@ func (r *Runtime) deadLetter(ctx context.Context, p Projection, e events.Envelop
 	}
 }
 
-// commitBatch applies the events of batch above the committed checkpoint in one
-// transaction with the new checkpoint; events of parked streams become dead letters.
+// commitBatch applies the events of batch in one transaction with the new
+// checkpoint (in order mode only those above the committed checkpoint); events of
+// parked streams become dead letters.
 func (r *Runtime) commitBatch(ctx context.Context, p Projection, batch []events.Envelope) error {
 	return r.inCheckpointTx(ctx, p, func(tx pgx.Tx, cp int64, _ bool) (int64, error) {
 		todo := batch
-		for len(todo) > 0 && todo[0].Position <= cp {
+		for r.ordered && len(todo) > 0 && todo[0].Position <= cp {
 			todo = todo[1:]
 		}
 		if len(todo) == 0 {
@@ -474,8 +636,17 @@ func (r *Runtime) commitBatch(ctx context.Context, p Projection, batch []events.
 				return 0, fmt.Errorf("apply positions %d..%d: %w", live[0].Position, live[len(live)-1].Position, err)
 			}
 		}
-		return todo[len(todo)-1].Position, nil
+		return max(cp, maxPosition(todo)), nil
 	})
+}
+
+// maxPosition is the highest position of batch (the last one in order mode).
+func maxPosition(batch []events.Envelope) int64 {
+	var m int64
+	for _, e := range batch {
+		m = max(m, e.Position)
+	}
+	return m
 }
 
 // inCheckpointTx runs fn in a transaction holding the projection's checkpoint row

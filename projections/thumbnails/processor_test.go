@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"image"
 	"image/jpeg"
 	"io"
@@ -84,7 +85,16 @@ func (p *purgeLog) all() [][]string {
 	return append([][]string(nil), p.calls...)
 }
 
-func newWorld(t *testing.T, cfg thumbnails.Config) *world {
+// testSizes are the default sizes scaled down by ten, and the originals are small
+// too: rendering is infra/imaging's to test, and under the race detector a 1280 px
+// rendition takes seconds.
+var testSizes = []thumbnails.Size{{Name: "small", Width: 16}, {Name: "medium", Width: 48}, {Name: "large", Width: 128}}
+
+// newWorld builds a world whose processor renders testSizes (unless cfg says
+// otherwise), as JPEG only unless webp: the WebP encoder's WebAssembly module takes
+// seconds to compile under the race detector (once per test binary), so only the
+// test that checks both formats pays for it.
+func newWorld(t *testing.T, cfg thumbnails.Config, webp bool) *world {
 	t.Helper()
 	pool, _ := pgtest.NewDB(t)
 	store := eventstore.New(pool)
@@ -94,7 +104,7 @@ func newWorld(t *testing.T, cfg thumbnails.Config) *world {
 	}
 	dec := imaging.NewDecoder(asset.Limits{}, 0)
 	ins, _ := imaging.NewInspector(dec)
-	renderer, _ := imaging.NewRenderer(dec, imaging.RenderOptions{})
+	renderer, _ := imaging.NewRenderer(dec, imaging.RenderOptions{NoWebP: !webp})
 	purges := newPurgeLog(t)
 	purger, err := thumbnails.NewWebhookPurger(purges.srv.URL, thumbnails.WebhookOptions{Attempts: 3, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	if err != nil {
@@ -102,6 +112,9 @@ func newWorld(t *testing.T, cfg thumbnails.Config) *world {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
+	}
+	if cfg.Sizes == nil {
+		cfg.Sizes = testSizes
 	}
 	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 10*time.Millisecond
 	proc, err := thumbnails.New(pool, thumbnails.Deps{
@@ -115,6 +128,13 @@ func newWorld(t *testing.T, cfg thumbnails.Config) *world {
 		upload: app.NewUploadAssetHandler(store, ins, blobs, asset.Limits{}), purges: purges, proc: proc}
 }
 
+// Bounds of the waits: generous, since CI runs two race-instrumented test binaries
+// on two cores, and a wait ends as soon as its condition holds.
+const (
+	waitTimeout = 2 * time.Minute
+	stopTimeout = 30 * time.Second
+)
+
 // run starts the processor until the test ends.
 func (w *world) run(t *testing.T, p *thumbnails.Processor) {
 	t.Helper()
@@ -123,15 +143,20 @@ func (w *world) run(t *testing.T, p *thumbnails.Processor) {
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("processor run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("processor did not stop")
+		if err := stopped(done); err != nil {
+			t.Errorf("processor run: %v", err)
 		}
 	})
+}
+
+// stopped waits for a cancelled Run's result, at most stopTimeout.
+func stopped(done <-chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(stopTimeout):
+		return errors.New("the processor did not stop within " + stopTimeout.String() + " of its context's end")
+	}
 }
 
 func (w *world) program(t *testing.T) string {
@@ -146,10 +171,10 @@ func (w *world) program(t *testing.T) string {
 // eventually polls cond until it holds or the bounded wait ends.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("%s did not happen within %v", what, waitTimeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -195,12 +220,12 @@ func decodeRendition(t *testing.T, data []byte, format string) image.Image {
 // a replacement purges exactly the URLs whose content changed.
 func TestUploadToProcessed(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, thumbnails.Config{PurgeBaseURL: "https://cdn.example.com/"})
+	w := newWorld(t, thumbnails.Config{PurgeBaseURL: "https://cdn.example.com/"}, true)
 	w.run(t, w.proc)
 	ctx := context.Background()
 	pid := w.program(t)
 
-	up, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.JPEG(t, 1400, 2100)})
+	up, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.JPEG(t, 140, 210)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +234,7 @@ func TestUploadToProcessed(t *testing.T) {
 	if p.UploadVersion != 1 || p.ProgramID != pid || p.Kind != "poster" || p.OriginalKey != up.OriginalKey || len(p.PurgedURLs) != 0 || p.PurgeError != "" {
 		t.Fatalf("processed %+v", p)
 	}
-	want := map[string][2]int{"small": {160, 240}, "medium": {480, 720}, "large": {1280, 1920}}
+	want := map[string][2]int{"small": {16, 24}, "medium": {48, 72}, "large": {128, 192}}
 	seen := map[string]bool{}
 	for _, r := range p.Renditions {
 		seen[r.Size+"/"+r.Format] = true
@@ -235,7 +260,7 @@ func TestUploadToProcessed(t *testing.T) {
 	}
 
 	// Replace it: the renditions' content changes, so their URLs are purged.
-	up2, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.PNG(t, 600, 300, nil)})
+	up2, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.PNG(t, 60, 30, nil)})
 	if err != nil || up2.ID != up.ID || up2.Version != 3 {
 		t.Fatalf("replacement %+v %v", up2, err)
 	}
@@ -261,8 +286,8 @@ func TestUploadToProcessed(t *testing.T) {
 		t.Fatalf("purged %v, want %v (recorded %v)", got, wantURLs, p2.PurgedURLs)
 	}
 	large, _ := w.blobs.Read(ctx, events.AssetRenditionKey(up.ID, "large", "jpeg"))
-	if b := decodeRendition(t, large, "jpeg").Bounds(); b.Dx() != 600 || b.Dy() != 300 {
-		t.Fatalf("large after replacement is %v, want the new 600×300 image (never upscaled)", b)
+	if b := decodeRendition(t, large, "jpeg").Bounds(); b.Dx() != 60 || b.Dy() != 30 {
+		t.Fatalf("large after replacement is %v, want the new 60×30 image (never upscaled)", b)
 	}
 
 	st, err := w.proc.Status(ctx)
@@ -276,7 +301,7 @@ func TestUploadToProcessed(t *testing.T) {
 // are processed. A missing original, once restored, is processed by Replay.
 func TestFailingImageIsDeadLetteredAndDoesNotBlock(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, thumbnails.Config{})
+	w := newWorld(t, thumbnails.Config{}, false)
 	ctx := context.Background()
 	pid := w.program(t)
 
@@ -353,7 +378,7 @@ func TestFailingImageIsDeadLetteredAndDoesNotBlock(t *testing.T) {
 // recorded, not retried forever.
 func TestRestartProcessesOnce(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, thumbnails.Config{PurgeBaseURL: "https://cdn.example.com"})
+	w := newWorld(t, thumbnails.Config{PurgeBaseURL: "https://cdn.example.com"}, false)
 	w.purges.mu.Lock()
 	w.purges.status = func(int) int { return http.StatusServiceUnavailable }
 	w.purges.mu.Unlock()
@@ -371,7 +396,7 @@ func TestRestartProcessesOnce(t *testing.T) {
 		go func() { done <- w.proc.Run(rctx) }()
 		eventually(t, what, cond)
 		cancel()
-		if err := <-done; err != nil {
+		if err := stopped(done); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -391,7 +416,7 @@ func TestRestartProcessesOnce(t *testing.T) {
 	if len(results) != 2 {
 		t.Fatalf("%d results after restarts, want 2", len(results))
 	}
-	if results[1].PurgeError == "" || !strings.Contains(results[1].PurgeError, "503") || len(results[1].PurgedURLs) != 6 {
+	if results[1].PurgeError == "" || !strings.Contains(results[1].PurgeError, "503") || len(results[1].PurgedURLs) != 3 {
 		t.Fatalf("failing purge recorded as %+v", results[1])
 	}
 	if n := len(w.purges.all()); n != 3 {
@@ -403,9 +428,9 @@ func TestRestartProcessesOnce(t *testing.T) {
 // processing anything twice.
 func TestOneActiveProcessor(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, thumbnails.Config{})
+	w := newWorld(t, thumbnails.Config{}, false)
 	other, err := thumbnails.New(w.pool, thumbnails.Deps{Log: w.store, Streams: w.store, Blobs: w.blobs,
-		Renderer: mustRenderer(t), Recorder: app.NewRecordAssetProcessedHandler(w.store)}, thumbnails.Config{Logger: quiet})
+		Renderer: mustRenderer(t), Recorder: app.NewRecordAssetProcessedHandler(w.store)}, thumbnails.Config{Logger: quiet, Sizes: testSizes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,8 +135,11 @@ func (*claimHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (*claimHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim batches one partition's messages and commits each batch's last
-// offset after handle accepted it. Messages buffered when the session ends (a
-// rebalance) are left to the partition's next owner.
+// offset after handle accepted it. A batch handle refuses is handed over again
+// after a pause until it is accepted or the session ends: returning instead would
+// leave the partition assigned to this member but consumed by nobody until the next
+// rebalance. Messages buffered when the session ends (a rebalance) are left to the
+// partition's next owner.
 func (h *claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	opts := h.src.opts
@@ -148,20 +151,34 @@ func (h *claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	flush := func() error {
+	// flush hands the batch over and commits; false when the session ended first.
+	flush := func() bool {
 		if pending == 0 {
-			return nil
+			return true
 		}
-		if len(batch) > 0 {
-			if err := h.handle(ctx, batch); err != nil {
-				return fmt.Errorf("kafka source: %s partition %d offsets up to %d: %w", claim.Topic(), claim.Partition(), last.Offset, err)
+		for attempt := 0; len(batch) > 0; attempt++ {
+			err := h.handle(ctx, batch)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return false
+			}
+			opts.Logger.Warn("kafka source: batch refused, handing it over again", "group", h.group, "topic", claim.Topic(),
+				"partition", claim.Partition(), "last_offset", last.Offset, "error", err)
+			pause := time.NewTimer(min(100*time.Millisecond<<min(attempt, 6), 5*time.Second))
+			select {
+			case <-pause.C:
+			case <-ctx.Done():
+				pause.Stop()
+				return false
 			}
 		}
 		sess.MarkMessage(last, "")
 		sess.Commit()
 		batch = make([]events.Envelope, 0, opts.BatchSize) // handle may keep the old one
 		last, pending = nil, 0
-		return nil
+		return true
 	}
 	for {
 		select {
@@ -183,13 +200,13 @@ func (h *claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			}
 			if pending >= opts.BatchSize {
 				timer.Stop()
-				if err := flush(); err != nil {
-					return err
+				if !flush() {
+					return nil
 				}
 			}
 		case <-timer.C:
-			if err := flush(); err != nil {
-				return err
+			if !flush() {
+				return nil
 			}
 		case <-ctx.Done():
 			return nil
