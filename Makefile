@@ -33,6 +33,7 @@ test:
 bench: build
 	$(BIN) bench append --json bench-append.json
 	$(BIN) bench auth --json bench-auth.json
+	$(BIN) bench assets --json bench-assets.json
 
 # A short k6 run against the scale-out stack (scripts/loadtest-smoke.sh says what it
 # needs and starts).

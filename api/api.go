@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mediamesh/mediamesh/command/app"
 	"github.com/mediamesh/mediamesh/infra/jwtkeys"
@@ -189,6 +190,24 @@ type Deps struct {
 	Keys KeySet
 	// RateLimiter enforces Config.RateLimits (required with Auth or Keys).
 	RateLimiter RateLimiter
+	// Assets serves POST /v1/assets and the /media/ routes, each only when its
+	// dependency is set (see Assets).
+	Assets *Assets
+	// Discovery serves the public discovery routes and POST /v1/plays; they exist
+	// only when it is set. It needs RateLimiter and Config.ConsistencySecret.
+	Discovery Discovery
+	// Admin serves the ops endpoints /v1/admin/projections…; they exist only when
+	// it is set (admin role; needs Tokens).
+	Admin ProjectionAdmin
+	// Ingest serves POST /v1/ingest and GET /v1/ingest/{job_id} (editor role;
+	// needs Tokens); they exist only when it is set. Setting it turns on request
+	// body streaming (see streamBodies in ingest.go).
+	Ingest Ingest
+	// Metrics, when set, counts and times every request and serves GET /metrics.
+	Metrics HTTPMetrics
+	// Tracer, when set, traces every request (a server span, continued by the
+	// events a command appends); telemetry.NewTracing gives a no-op one by default.
+	Tracer trace.TracerProvider
 	// Readiness are the checks of /health/ready.
 	Readiness []ReadinessCheck
 	// Logger receives the access log and errors; nil logs JSON to standard error.
@@ -233,7 +252,7 @@ func New(cfg Config, deps Deps) *fiber.App {
 	if cfg.IdempotencyLease <= cfg.CommandTimeout {
 		panic("api: IdempotencyLease must exceed CommandTimeout, or a running command could lose its key")
 	}
-	if authed {
+	if authed || deps.Discovery != nil {
 		t, err := NewConsistencyTokens(cfg.ConsistencySecret)
 		if err != nil {
 			panic("api: " + err.Error())
@@ -249,6 +268,10 @@ func New(cfg Config, deps Deps) *fiber.App {
 	if deps.Auth != nil {
 		deps.Auth.mustBeComplete()
 	}
+	if deps.Assets != nil && deps.Assets.bodyLimit() > cfg.BodyLimit {
+		cfg.BodyLimit = deps.Assets.bodyLimit() // uploads carry files up to Assets.MaxBytes
+		s.cfg.BodyLimit = cfg.BodyLimit
+	}
 
 	f := fiber.New(fiber.Config{
 		AppName:               "mediamesh",
@@ -262,8 +285,15 @@ func New(cfg Config, deps Deps) *fiber.App {
 		IdleTimeout:           cfg.IdleTimeout,
 		Network:               fiber.NetworkTCP,
 		ErrorHandler:          s.errorHandler,
+		// Uploads parse their multipart bodies themselves, strictly and in memory
+		// (assets.go); fasthttp's own parse would run first and spill to temp files.
+		DisablePreParseMultipartForm: true,
+		// Only with the ingest route: feeds are streamed (ingest.go, streamBodies).
+		StreamRequestBody: deps.Ingest != nil,
 	})
+	s.useObservability(f)
 	f.Use(s.requestID, s.accessLog, s.recoverPanics)
+	s.streamBodies(f)
 
 	s.get(f, "/health/live", s.live)
 	s.get(f, "/health/ready", s.ready)
@@ -283,6 +313,19 @@ func New(cfg Config, deps Deps) *fiber.App {
 	if deps.Keys != nil {
 		s.registerJWKS(f)
 	}
+	if deps.Assets != nil {
+		s.registerAssets(f)
+	}
+	if deps.Discovery != nil {
+		s.registerDiscovery(f)
+	}
+	if deps.Admin != nil {
+		s.registerAdmin(f)
+	}
+	if deps.Ingest != nil {
+		s.registerIngest(f)
+	}
+	s.registerMetrics(f)
 	return f
 }
 

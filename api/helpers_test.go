@@ -25,6 +25,7 @@ import (
 	"github.com/mediamesh/mediamesh/infra/jwtkeys"
 	"github.com/mediamesh/mediamesh/infra/postgres"
 	"github.com/mediamesh/mediamesh/infra/postgres/pgtest"
+	"github.com/mediamesh/mediamesh/infra/telemetry"
 )
 
 const (
@@ -282,6 +283,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Auth:        refusingAuth(),
 		Keys:        verifier,
 		RateLimiter: localLimiter(t),
+		Assets:      testAssets(t),
+		Discovery:   newFakeDiscovery(),
+		Admin:       newFakeAdmin(),
+		Ingest:      newFakeIngest(),
+		Metrics:     telemetry.NewMetrics(),
 		Logger:      slog.New(slog.NewJSONHandler(logs, nil)),
 	}
 	for _, o := range opts {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,6 +21,9 @@ type benchOptions struct {
 	Duration    time.Duration
 	Warmup      time.Duration
 	Concurrency int
+	// ConcurrencySet is true when --concurrency was given; a suite whose work is
+	// CPU-bound (assets) defaults to one worker per CPU otherwise.
+	ConcurrencySet bool
 	// MaxOps caps the measured operations of each result (besides Duration).
 	MaxOps int64
 	// Database is the scratch database the suite drops, recreates and drops again;
@@ -35,15 +39,26 @@ type benchSuite func(ctx context.Context, e env, cfg config.Config, log *slog.Lo
 // bench_NAME.go beside this file.
 func benchSuites() map[string]benchSuite {
 	return map[string]benchSuite{
-		"append": benchAppend,
-		"auth":   benchAuth,
+		"append":  benchAppend,
+		"assets":  benchAssets,
+		"auth":    benchAuth,
+		"project": benchProject,
+		"replay":  benchReplay,
 	}
 }
 
-// runBench runs `mediamesh bench SUITE --json FILE`: progress on standard error, a
-// human summary on standard output, and the JSON document (validated against the
-// bench schema) in FILE.
-func runBench(ctx context.Context, e env, args []string) error {
+// benchArgs are the parsed arguments of `mediamesh bench`.
+type benchArgs struct {
+	suite      string
+	run        benchSuite
+	opts       benchOptions
+	cpuProfile string
+}
+
+// parseBenchArgs reads `bench`'s arguments: the suite name (before or after the
+// flags) and the flags, checked against their ranges. A bad one prints the usage
+// and returns errUsage.
+func parseBenchArgs(e env, args []string) (benchArgs, error) {
 	suites := benchSuites()
 	names := make([]string, 0, len(suites))
 	for n := range suites {
@@ -51,41 +66,64 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	sort.Strings(names)
 	fs := newFlags(e, "bench", "SUITE --json FILE [flags]  (suites: "+strings.Join(names, ", ")+")")
-	var o benchOptions
+	var a benchArgs
+	o := &a.opts
 	fs.StringVar(&o.JSON, "json", "", "write the results as JSON (../shared/bench.schema.json) to this file")
 	fs.DurationVar(&o.Duration, "duration", 8*time.Second, "measured time of each result")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before each result")
-	fs.IntVar(&o.Concurrency, "concurrency", 16, "concurrent clients")
+	fs.IntVar(&o.Concurrency, "concurrency", 16, "concurrent clients (the assets suite: one per CPU unless given)")
 	fs.Int64Var(&o.MaxOps, "max-ops", 1_000_000, "most measured operations of each result (the run also stops after --duration)")
 	fs.StringVar(&o.Database, "database", "mediamesh_bench", "scratch database on the server of MEDIAMESH_DATABASE_URL (dropped and recreated)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch database after the run")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
+	fs.StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
 	// The suite name may come before or after the flags.
-	var suiteName string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		suiteName, args = args[0], args[1:]
+		a.suite, args = args[0], args[1:]
 	}
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return benchArgs{}, err
 	}
-	if suiteName == "" && fs.NArg() > 0 {
-		suiteName = fs.Arg(0)
+	if a.suite == "" && fs.NArg() > 0 {
+		// The flags stop at the name: parse those after it too.
+		a.suite = fs.Arg(0)
+		if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+			return benchArgs{}, err
+		}
 	}
-	suite, ok := suites[suiteName]
-	if !ok || o.Concurrency < 1 || o.Concurrency > 1024 || o.Duration <= 0 || o.Duration > 10*time.Minute || o.Warmup < 0 || o.Warmup > time.Minute || o.MaxOps < 1 {
-		fmt.Fprintf(e.stderr, "mediamesh bench: unknown suite %q or flags out of range (concurrency 1–1024, duration up to 10m, warm-up up to 1m, max-ops at least 1)\n", suiteName)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "mediamesh bench: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
-		return errUsage
+		return benchArgs{}, errUsage
+	}
+	fs.Visit(func(f *flag.Flag) { o.ConcurrencySet = o.ConcurrencySet || f.Name == "concurrency" })
+	var ok bool
+	a.run, ok = suites[a.suite]
+	if !ok || o.Concurrency < 1 || o.Concurrency > 1024 || o.Duration <= 0 || o.Duration > 10*time.Minute || o.Warmup < 0 || o.Warmup > time.Minute || o.MaxOps < 1 {
+		fmt.Fprintf(e.stderr, "mediamesh bench: unknown suite %q or flags out of range (concurrency 1–1024, duration up to 10m, warm-up up to 1m, max-ops at least 1)\n", a.suite)
+		fs.Usage()
+		return benchArgs{}, errUsage
 	}
 	if o.Database == "" || o.Database == "postgres" || strings.HasPrefix(o.Database, "template") {
-		return fmt.Errorf("bench: --database %q cannot be a scratch database", o.Database)
+		return benchArgs{}, fmt.Errorf("bench: --database %q cannot be a scratch database", o.Database)
 	}
+	return a, nil
+}
+
+// runBench runs `mediamesh bench SUITE --json FILE`: progress on standard error, a
+// human summary on standard output, and the JSON document (validated against the
+// bench schema) in FILE.
+func runBench(ctx context.Context, e env, args []string) error {
+	a, err := parseBenchArgs(e, args)
+	if err != nil {
+		return err
+	}
+	suiteName, suite, o, cpuProfile := a.suite, a.run, a.opts, a.cpuProfile
 	cfg, log, err := setup(e)
 	if err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
 		if err != nil {
 			return fmt.Errorf("cpu profile: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/mediamesh/mediamesh/infra/eventstore/esdb"
 	pgstore "github.com/mediamesh/mediamesh/infra/eventstore/postgres"
 	pginfra "github.com/mediamesh/mediamesh/infra/postgres"
+	mmredis "github.com/mediamesh/mediamesh/infra/redis"
 	"github.com/mediamesh/mediamesh/projections/runtime"
 )
 
@@ -30,7 +31,10 @@ type deps struct {
 	pool  *pgxpool.Pool
 	store eventStore
 	// redis is the shared Redis client; nil when MEDIAMESH_REDIS_URL=off.
-	redis   goredis.UniversalClient
+	redis goredis.UniversalClient
+	// obs are the process's metrics and tracing (set by startServerWith, which also
+	// wraps store with them); nil for subcommands that serve nothing.
+	obs     *observability
 	closers []func()
 }
 
@@ -132,24 +136,16 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// newRedisClient returns the client of MEDIAMESH_REDIS_URL, or nil for off: one
-// server for a URL (its database, user, password and TLS included), a cluster
-// client for node addresses. It does no I/O.
-//
-// It stands in for infra/redis's constructor (FromConfig), which is being written
-// alongside; once that package is in, this becomes a call to it.
+// newRedisClient returns the client of MEDIAMESH_REDIS_URL (infra/redis.FromConfig),
+// or nil for off: one server for a URL (its database, user, password and TLS
+// included), a cluster client for node addresses. It does no I/O.
 func newRedisClient(c config.Redis) (goredis.UniversalClient, error) {
-	switch {
-	case c.Disabled:
+	rdb, err := mmredis.FromConfig(c)
+	if errors.Is(err, mmredis.ErrDisabled) {
 		return nil, nil
-	case c.URL != "":
-		opt, err := goredis.ParseURL(c.URL)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", config.KeyRedisURL, err)
-		}
-		return goredis.NewClient(opt), nil
-	case len(c.Addrs) > 0:
-		return goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: c.Addrs, IsClusterMode: true}), nil
 	}
-	return nil, fmt.Errorf("%s: no URL and no addresses", config.KeyRedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", config.KeyRedisURL, err)
+	}
+	return rdb, nil
 }

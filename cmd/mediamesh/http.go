@@ -19,10 +19,11 @@ import (
 // idempotencySweepEvery is how often expired Idempotency-Key records are deleted.
 const idempotencySweepEvery = 10 * time.Minute
 
-// newHTTP wires the api for role on d's adapters: "command" serves the command API,
-// the editorial reads and the operations endpoints; "all" also runs the projection
-// runtime in this process when the bus is PostgreSQL (it reads the event store's
-// global log directly, whichever store that is), which the editorial list
+// newHTTP wires the api for role on d's adapters: "command" serves the command API
+// (asset uploads included), the editorial reads and the operations endpoints; "all"
+// also serves /media/, runs the thumbnail processor (newAssets), and runs the
+// projection runtime in this process when the bus is PostgreSQL (it reads the event
+// store's global log directly, whichever store that is), which the editorial list
 // (GET /v1/cms/programs) is read from.
 func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, role string) (*fiber.App, error) {
 	key, err := signingKey(cfg)
@@ -40,13 +41,19 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
-	if role == "all" {
-		if cfg.Bus != config.BusPostgres {
-			log.Warn("projections are not run: the Kafka bus's relay and consumers are not in this build yet", "bus", string(cfg.Bus))
-		} else if err := startProjections(ctx, cfg, d, log); err != nil {
-			return nil, err
-		}
+	assets, err := newAssets(ctx, cfg, d, log, role)
+	if err != nil {
+		return nil, err
 	}
+	readiness := []api.ReadinessCheck{{Name: "postgres", Check: d.pool.Ping}}
+	if assets.readiness.Name != "" {
+		readiness = append(readiness, assets.readiness)
+	}
+	ops, err := newOps(ctx, cfg, d, log, role) // runs the projection manager under --role all
+	if err != nil {
+		return nil, err
+	}
+	readiness = append(readiness, ops.readiness...)
 	return api.New(api.Config{
 		CommandBodyLimit:  int(cfg.CommandBodyLimit),
 		BodyLimit:         int(max(cfg.CommandBodyLimit, cfg.AssetBodyLimit)),
@@ -63,10 +70,12 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 		Auth:        api.FromAccounts(auth.accounts),
 		RateLimiter: auth.limiter,
 		Idempotency: idem,
-		Readiness: []api.ReadinessCheck{
-			{Name: "postgres", Check: d.pool.Ping},
-		},
-		Logger: log,
+		Assets:      assets.routes,
+		Admin:       ops.manager,
+		Metrics:     ops.metrics,
+		Tracer:      ops.tracer,
+		Readiness:   readiness,
+		Logger:      log,
 	}), nil
 }
 

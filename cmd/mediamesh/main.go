@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/mediamesh/mediamesh/infra/telemetry"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -45,6 +47,7 @@ func commands() []command {
 		{"users", "create an account or change its role: users create|set-role (the first admin)", runUsers},
 		{"token", "mint an access token: token --role R --subject S [--ttl D]", runToken},
 		{"seed", "create demo programs and episodes: seed --programs N", runSeed},
+		{"projections", "projection status, rebuilds and dead letters: projections status|rebuild NAME [--wait]|dlq list|replay", runProjections},
 		{"bench", "run a benchmark suite: bench SUITE --json FILE", runBench},
 		{"config", "print the effective configuration (redacted), or --markdown for the key table", runConfig},
 		{"version", "print the version", runVersion},
@@ -103,14 +106,15 @@ func run(ctx context.Context, e env, args []string) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mediamesh COMMAND [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `mediamesh COMMAND --help` for a command's flags; `mediamesh serve --help` lists every environment variable.")
 }
 
-// newLogger returns the JSON logger every subcommand logs through.
+// newLogger returns the JSON logger every subcommand logs through: it redacts
+// secrets whatever logs them and adds trace ids (infra/telemetry.NewLogger).
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return telemetry.NewLogger(w, level)
 }
 
 // newFlags returns a flag set that reports errors instead of exiting, with its

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/meilisearch/meilisearch-go"
 
@@ -12,22 +16,23 @@ import (
 	"github.com/mediamesh/mediamesh/infra/postgres/readmodel"
 	"github.com/mediamesh/mediamesh/infra/search/meili"
 	searchpg "github.com/mediamesh/mediamesh/infra/search/postgres"
-	"github.com/mediamesh/mediamesh/projections/catalog"
 	"github.com/mediamesh/mediamesh/projections/editorial"
+	"github.com/mediamesh/mediamesh/projections/rebuild"
 	"github.com/mediamesh/mediamesh/projections/runtime"
 	"github.com/mediamesh/mediamesh/projections/search"
 	qapp "github.com/mediamesh/mediamesh/query/app"
 )
 
-// catalogProjections are the projections the embedded runtime feeds from the event
-// store's global log; search writes the configured search index.
-func catalogProjections(searchIndex *search.Projection) []runtime.Projection {
-	return []runtime.Projection{editorial.New(nil), catalog.New(nil), searchIndex}
+// searchIndex is what the projections need of a search index adapter: writes, and
+// whole-index management for rebuilds. Both adapters implement it.
+type searchIndex interface {
+	search.Writer
+	search.Admin
 }
 
 // newSearchIndex returns the configured search index adapter (MEDIAMESH_SEARCH):
 // tables of the primary database, or a Meilisearch server. Neither does I/O here.
-func newSearchIndex(cfg config.Config, d *deps) (search.Writer, error) {
+func newSearchIndex(cfg config.Config, d *deps) (searchIndex, error) {
 	switch cfg.Search {
 	case config.SearchPostgres:
 		return searchpg.New(d.pool)
@@ -35,24 +40,6 @@ func newSearchIndex(cfg config.Config, d *deps) (search.Writer, error) {
 		return meili.New(meilisearch.New(cfg.MeiliURL, meilisearch.WithAPIKey(cfg.MeiliKey.Reveal())))
 	}
 	return nil, fmt.Errorf("%s=%s: unknown search index", config.KeySearch, cfg.Search)
-}
-
-// newSearchProjection builds the search projection and creates its index when it
-// does not exist yet, so searches find an empty index before the first event: a
-// search index that cannot be reached fails the start, as the database does.
-func newSearchProjection(ctx context.Context, cfg config.Config, d *deps) (*search.Projection, error) {
-	w, err := newSearchIndex(cfg, d)
-	if err != nil {
-		return nil, err
-	}
-	p, err := search.New(w, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.Setup(ctx); err != nil {
-		return nil, fmt.Errorf("%s=%s: %w", config.KeySearch, cfg.Search, err)
-	}
-	return p, nil
 }
 
 // background runs fn until the deps are closed: close cancels its context and
@@ -71,55 +58,77 @@ func (d *deps) background(ctx context.Context, log *slog.Logger, name string, fn
 	d.closers = append(d.closers, func() { cancel(); wg.Wait() })
 }
 
-// startProjections runs the projection runtime in this process (the embedded mode's
-// projector).
-func startProjections(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger) error {
-	searchIndex, err := newSearchProjection(ctx, cfg, d)
-	if err != nil {
-		return err
-	}
-	projs := catalogProjections(searchIndex)
-	rt, err := runtime.New(d.pool, d.store, projs, runtime.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	d.background(ctx, log, "projection runtime", rt.Run)
-	names := make([]string, len(projs))
-	for i, p := range projs {
-		names[i] = fmt.Sprintf("%s.v%d", p.Name(), p.Version())
-	}
-	log.Info("projections running", "projections", names, "search", string(cfg.Search), "search_index", searchIndex.Index())
-	return nil
-}
-
 // cmsPrograms serves GET /v1/cms/programs: the query side's list over the
-// editorial projection, and the projection waiter for consistency tokens.
+// editorial projection's serving version, and the projection waiter for
+// consistency tokens. A rebuild of the editorial projection makes another version
+// serve: a Watcher follows the switch (in whichever process made it) and the list
+// reads the new version's table from then on. The replaced table is kept for the
+// rebuild's grace period, so a list in flight across the switch still finds it.
 type cmsPrograms struct {
-	list   *qapp.CMSProgramsHandler
+	pool   *pgxpool.Pool
+	list   atomic.Pointer[qapp.CMSProgramsHandler]
 	waiter *runtime.Waiter
 }
 
-// newCMSPrograms builds the list and starts the waiter's listener.
+// newCMSPrograms builds the list on the serving version and starts the waiter's
+// and the serving-version watcher's listeners.
 func newCMSPrograms(ctx context.Context, d *deps, log *slog.Logger) (*cmsPrograms, error) {
-	rm, err := readmodel.NewCMSPrograms(d.pool, "")
+	c := &cmsPrograms{pool: d.pool}
+	v, err := rebuild.ServingVersion(ctx, d.pool, editorial.Name)
+	if errors.Is(err, rebuild.ErrNotServing) {
+		v, err = editorial.Version, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	list, err := qapp.NewCMSProgramsHandler(rm)
+	if err := c.use(v); err != nil {
+		return nil, err
+	}
+	watcher, err := rebuild.NewWatcher(d.pool, log)
 	if err != nil {
 		return nil, err
 	}
+	watcher.OnSwitch(func(_ context.Context, name string, _, to int) {
+		if name != editorial.Name || to < 1 {
+			return
+		}
+		if err := c.use(to); err != nil {
+			log.Error("editorial list: switch version", "version", to, "error", err.Error())
+			return
+		}
+		log.Info("editorial list switched", "version", to)
+	})
+	d.background(ctx, log, "serving-version watcher", watcher.Run)
 	w, err := runtime.NewWaiter(d.pool, log)
 	if err != nil {
 		return nil, err
 	}
 	d.background(ctx, log, "projection waiter", w.Run)
-	return &cmsPrograms{list: list, waiter: w}, nil
+	c.waiter = w
+	return c, nil
+}
+
+// use makes the list read version v of the editorial projection.
+func (c *cmsPrograms) use(v int) error {
+	table, err := rebuild.VersionedTable(readmodel.EditorialProgramsTable, v)
+	if err != nil {
+		return err
+	}
+	rm, err := readmodel.NewCMSPrograms(c.pool, table)
+	if err != nil {
+		return err
+	}
+	list, err := qapp.NewCMSProgramsHandler(rm)
+	if err != nil {
+		return err
+	}
+	c.list.Store(list)
+	return nil
 }
 
 // ListPrograms implements api.ProgramLister.
 func (c *cmsPrograms) ListPrograms(ctx context.Context, status, q string, page, limit int) (any, int, error) {
-	p, err := c.list.Handle(ctx, qapp.CMSProgramList{Status: status, Q: q, Page: page, Limit: limit})
+	p, err := c.list.Load().Handle(ctx, qapp.CMSProgramList{Status: status, Q: q, Page: page, Limit: limit})
 	if err != nil {
 		return nil, 0, err
 	}

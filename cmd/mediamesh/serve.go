@@ -23,7 +23,7 @@ type serveRole struct {
 // serveRoles lists every role in the order the help shows them.
 func serveRoles() []serveRole {
 	return []serveRole{
-		{"all", true}, {"command", true}, {"query", false}, {"relay", false}, {"projector", false}, {"ingest", false},
+		{"all", true}, {"command", true}, {"query", false}, {"relay", true}, {"projector", true}, {"ingest", false},
 	}
 }
 
@@ -62,14 +62,17 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return errUsage
 	}
 	if !available {
-		return fmt.Errorf("role %q is not yet available in this build: run --role all or --role command", *role)
+		return fmt.Errorf("role %q is not yet available in this build: run --role all, command, relay or projector", *role)
 	}
 	cfg, log, err := setup(e)
 	if err != nil {
 		return err
 	}
+	if *role == "relay" && cfg.Bus != config.BusKafka {
+		return errRelayNeedsKafka // before touching any database
+	}
 	log.Info("starting mediamesh", "version", version, "role", *role, "config", cfg)
-	srv, err := startServer(ctx, cfg, log, *role)
+	srv, err := startServerWith(ctx, cfg, log, *role, e.getenv)
 	if err != nil {
 		return err
 	}
@@ -107,11 +110,35 @@ type runningServer struct {
 // serving on cfg.HTTPAddr (":0" or "127.0.0.1:0" picks a free port; addr tells
 // which). bench uses it to run the real server in-process.
 func startServer(ctx context.Context, cfg config.Config, log *slog.Logger, role string) (*runningServer, error) {
+	return startServerWith(ctx, cfg, log, role, nil)
+}
+
+// startServerWith is startServer with the process environment, from which the
+// standard OTEL_* variables configure tracing (nil: tracing off). It builds the
+// process's observability before anything else, so the event store every part
+// uses is the instrumented one.
+func startServerWith(ctx context.Context, cfg config.Config, log *slog.Logger, role string, getenv func(string) string) (*runningServer, error) {
 	d, err := openDeps(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	app, err := newHTTP(ctx, cfg, d, log, role)
+	if d.obs, err = newObservability(ctx, getenv, d, log); err != nil {
+		d.close()
+		return nil, err
+	}
+	var app *fiber.App
+	switch role {
+	case "projector":
+		app, err = newProjectorHTTP(ctx, cfg, d, log)
+	case "relay":
+		app, err = newRelayHTTP(ctx, cfg, d, log)
+	default:
+		app, err = newHTTP(ctx, cfg, d, log, role)
+		if err == nil && role == "all" && cfg.Bus == config.BusKafka {
+			// Every role in one process includes the relay (kafka.go, relay.go).
+			_, err = startRelay(ctx, cfg, d, log)
+		}
+	}
 	if err != nil {
 		d.close()
 		return nil, err

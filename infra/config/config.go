@@ -12,10 +12,10 @@
 //   - Load checks every key and every cross-key rule (esdb needs MEDIAMESH_ESDB_URL,
 //     kafka needs brokers, …) and returns all problems at once, joined, each naming its
 //     variable, so a deployment is fixed in one round trip.
-//   - Secrets (passwords inside URLs, the S3 secret key, the Meilisearch key) never
-//     appear in String, GoString, LogValue or a Load error. Secret-only values use the
-//     Secret type, whose own formatting is redacted, so even a stray %v of the field
-//     is safe.
+//   - Secrets (passwords inside URLs, the S3 secret key, the Meilisearch key, the
+//     CDN purge token) never appear in String, GoString, LogValue or a Load error.
+//     Secret-only values use the Secret type, whose own formatting is redacted, so
+//     even a stray %v of the field is safe.
 //   - Keys that later parts of the system will use (search, blobs, Kafka, …) are
 //     accepted and validated now so that a deployment's environment is checked in full
 //     from the first release.
@@ -113,6 +113,11 @@ type S3 struct {
 	Region    string
 	AccessKey string
 	SecretKey Secret
+	// PathStyle selects path-style requests (http://host/bucket/key). It defaults to
+	// true because MinIO and most self-hosted services (the compose stack's MinIO
+	// included) need it; AWS S3 still answers path-style requests, but set false
+	// there to let the client choose virtual-hosted style.
+	PathStyle bool
 }
 
 // Config is every setting of a MediaMesh process. Build it with Load.
@@ -141,6 +146,12 @@ type Config struct {
 	S3   S3
 	// CDNBaseURL is the base of asset links; empty: served under /media/.
 	CDNBaseURL string
+	// CDNPurgeURL is the CDN's purge webhook (POST {"urls": [...]}) that the
+	// thumbnail processor calls when a replaced image changes a rendition's
+	// bytes; empty: nothing is purged. CDNPurgeToken, when set, is sent as
+	// "Authorization: Bearer <token>".
+	CDNPurgeURL   string
+	CDNPurgeToken Secret
 	// DataDir holds the embedded mode's local state (generated key, stored assets).
 	DataDir string
 	// JWTSigningKeyFile is the PEM Ed25519 private key. When the variable is unset it
@@ -167,10 +178,15 @@ type Config struct {
 	LogLevel slog.Level
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
-	// CommandBodyLimit, AssetBodyLimit and IngestMaxBytes are the per-route body limits.
+	// CommandBodyLimit, AssetBodyLimit and IngestMaxBytes are the per-route body
+	// limits. AssetBodyLimit bounds the uploaded file itself (asset.Limits.MaxBytes);
+	// the multipart body around it may be a little larger.
 	CommandBodyLimit int64
 	AssetBodyLimit   int64
 	IngestMaxBytes   int64
+	// AssetMaxPixels bounds an uploaded image's width × height, checked from its
+	// header before any pixel is decoded (decompression bombs).
+	AssetMaxPixels int64
 	// ConsistencyWait bounds how long a read with a consistency token waits.
 	ConsistencyWait time.Duration
 	// TrustedProxies are the networks of the reverse proxies in front of the HTTP
@@ -258,6 +274,9 @@ func (c *Config) crossCheck() []error {
 		if (c.S3.AccessKey == "") != (c.S3.SecretKey == "") {
 			errs = append(errs, problem(KeyS3SecretKey, "MEDIAMESH_S3_ACCESS_KEY and MEDIAMESH_S3_SECRET_KEY must be set together"))
 		}
+	}
+	if c.CDNPurgeToken != "" && c.CDNPurgeURL == "" {
+		errs = append(errs, problem(KeyCDNPurgeURL, "required when MEDIAMESH_CDN_PURGE_TOKEN is set (the token is sent to it)"))
 	}
 	return errs
 }

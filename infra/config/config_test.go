@@ -60,7 +60,7 @@ func TestLoadDefaults(t *testing.T) {
 		Bus:               BusPostgres,
 		Search:            SearchPostgres,
 		Blob:              BlobFS,
-		S3:                S3{Region: "us-east-1"},
+		S3:                S3{Region: "us-east-1", PathStyle: true},
 		DataDir:           ".mediamesh",
 		JWTSigningKeyFile: ".mediamesh/" + DefaultSigningKeyName,
 		JWTGenerateKey:    true,
@@ -73,6 +73,7 @@ func TestLoadDefaults(t *testing.T) {
 		ShutdownTimeout:   15 * time.Second,
 		CommandBodyLimit:  1 << 20,
 		AssetBodyLimit:    20 << 20,
+		AssetMaxPixels:    40_000_000,
 		IngestMaxBytes:    1 << 30,
 		ConsistencyWait:   2 * time.Second,
 		RateAuthPerMin:    100,
@@ -140,6 +141,39 @@ func TestLoadValid(t *testing.T) {
 			func(t *testing.T, c Config) {
 				if c.S3.SecretKey.Reveal() != "s" || c.S3.Bucket != "media" {
 					t.Errorf("got %+v", c.S3)
+				}
+			}},
+		{"s3 virtual-hosted style", map[string]string{KeyBlob: "s3", KeyS3Endpoint: "https://s3.eu-west-1.amazonaws.com", KeyS3Bucket: "media", KeyS3PathStyle: "false"},
+			func(t *testing.T, c Config) {
+				if c.S3.PathStyle {
+					t.Errorf("path style %v, want false", c.S3.PathStyle)
+				}
+				if !strings.Contains(c.String(), KeyS3PathStyle+"=false\n") {
+					t.Errorf("String shows:\n%s", c)
+				}
+			}},
+		{"s3 path style spelled TRUE", map[string]string{KeyS3PathStyle: "TRUE"},
+			func(t *testing.T, c Config) {
+				if !c.S3.PathStyle {
+					t.Error("path style false")
+				}
+			}},
+		{"cdn purge webhook with a token", map[string]string{KeyCDNBaseURL: "https://cdn.example.com/", KeyCDNPurgeURL: "https://api.cdn.example.com/purge", KeyCDNPurgeToken: "tok"},
+			func(t *testing.T, c Config) {
+				if c.CDNBaseURL != "https://cdn.example.com" || c.CDNPurgeURL != "https://api.cdn.example.com/purge" || c.CDNPurgeToken.Reveal() != "tok" {
+					t.Errorf("got %q %q %q", c.CDNBaseURL, c.CDNPurgeURL, c.CDNPurgeToken.Reveal())
+				}
+			}},
+		{"cdn purge webhook without a token", map[string]string{KeyCDNPurgeURL: "http://127.0.0.1:9999/purge"},
+			func(t *testing.T, c Config) {
+				if c.CDNPurgeURL == "" || c.CDNPurgeToken != "" {
+					t.Errorf("got %q %q", c.CDNPurgeURL, c.CDNPurgeToken)
+				}
+			}},
+		{"asset limits", map[string]string{KeyAssetMaxPixels: "12000000", KeyAssetBodyLimit: "8MiB"},
+			func(t *testing.T, c Config) {
+				if c.AssetMaxPixels != 12_000_000 || c.AssetBodyLimit != 8<<20 {
+					t.Errorf("got %d pixels, %d bytes", c.AssetMaxPixels, c.AssetBodyLimit)
 				}
 			}},
 		{"configured key file is not generated", map[string]string{KeyJWTSigningKeyFile: "/etc/mediamesh/key.pem", KeyDataDir: "/var/lib/mm"},
@@ -244,6 +278,13 @@ func TestLoadInvalid(t *testing.T) {
 		{"esdb wrong scheme", map[string]string{KeyEventStore: "esdb", KeyESDBURL: "http://127.0.0.1:2113"}, []string{KeyESDBURL}},
 		{"esdb scheme the client does not take", map[string]string{KeyEventStore: "esdb", KeyESDBURL: "kurrentdb://127.0.0.1:2113"}, []string{KeyESDBURL}},
 		{"cdn not absolute", map[string]string{KeyCDNBaseURL: "/media"}, []string{KeyCDNBaseURL}},
+		{"cdn purge url not http", map[string]string{KeyCDNPurgeURL: "ftp://cdn/purge"}, []string{KeyCDNPurgeURL}},
+		{"cdn purge token without a url", map[string]string{KeyCDNPurgeToken: "tok"}, []string{KeyCDNPurgeURL}},
+		{"cdn purge url bad: not reported as missing too", map[string]string{KeyCDNPurgeURL: "purge", KeyCDNPurgeToken: "tok"}, []string{KeyCDNPurgeURL}},
+		{"s3 path style not a bool", map[string]string{KeyS3PathStyle: "maybe"}, []string{KeyS3PathStyle}},
+		{"asset max pixels", map[string]string{KeyAssetMaxPixels: "0"}, []string{KeyAssetMaxPixels}},
+		{"asset max pixels above the side limit", map[string]string{KeyAssetMaxPixels: "400000001"}, []string{KeyAssetMaxPixels}},
+		{"asset max pixels not a whole number", map[string]string{KeyAssetMaxPixels: "40MP"}, []string{KeyAssetMaxPixels}},
 		{"meili not http", map[string]string{KeyMeiliURL: "ftp://m"}, []string{KeyMeiliURL}},
 		{"durations out of range", map[string]string{KeyShutdownTimeout: "0s", KeyConsistencyWait: "1h", KeyAccessTokenTTL: "forever"}, []string{KeyAccessTokenTTL, KeyConsistencyWait, KeyShutdownTimeout}},
 		{"sizes", map[string]string{KeyCommandBodyLimit: "0", KeyAssetBodyLimit: "-1MiB", KeyIngestMaxBytes: "lots"}, []string{KeyAssetBodyLimit, KeyCommandBodyLimit, KeyIngestMaxBytes}},
@@ -298,6 +339,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		KeyS3Bucket:         "media",
 		KeyS3AccessKey:      "access",
 		KeyS3SecretKey:      pw,
+		KeyCDNPurgeURL:      "https://cdn:" + pw + "@purge.example.com/v1?token=" + pw,
+		KeyCDNPurgeToken:    pw,
 	}))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -315,7 +358,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		"%#v":         fmt.Sprintf("%#v", c),
 		"slog JSON":   logged.String(),
 		"json":        string(jsonDump),
-		"secret %v":   fmt.Sprintf("%v %+v %#v %s", c.S3.SecretKey, c.MeiliKey, c.MeiliKey, c.S3.SecretKey),
+		"secret %v":   fmt.Sprintf("%v %+v %#v %s %v", c.S3.SecretKey, c.MeiliKey, c.MeiliKey, c.S3.SecretKey, c.CDNPurgeToken),
 		"field %+v":   fmt.Sprintf("%+v", c.S3),
 		"LogValue":    c.LogValue().String(),
 		"Secret JSON": string(must(json.Marshal(c.S3))),
@@ -326,7 +369,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		}
 	}
 	// The redacted form still says what is configured.
-	for _, want := range []string{"postgres://app:xxxxx@db:5432/mm", "MEDIAMESH_MEILI_KEY=[REDACTED]", "MEDIAMESH_S3_ACCESS_KEY=access", "esdb://admin:xxxxx@127.0.0.1:2113"} {
+	for _, want := range []string{"postgres://app:xxxxx@db:5432/mm", "MEDIAMESH_MEILI_KEY=[REDACTED]", "MEDIAMESH_CDN_PURGE_TOKEN=[REDACTED]", "https://cdn:xxxxx@purge.example.com/v1?token=xxxxx", "MEDIAMESH_S3_ACCESS_KEY=access", "esdb://admin:xxxxx@127.0.0.1:2113"} {
 		if !strings.Contains(c.String(), want) {
 			t.Errorf("String() lacks %q:\n%s", want, c.String())
 		}

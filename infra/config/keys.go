@@ -29,7 +29,10 @@ const (
 	KeyS3Region          = "MEDIAMESH_S3_REGION"
 	KeyS3AccessKey       = "MEDIAMESH_S3_ACCESS_KEY"
 	KeyS3SecretKey       = "MEDIAMESH_S3_SECRET_KEY"
+	KeyS3PathStyle       = "MEDIAMESH_S3_PATH_STYLE"
 	KeyCDNBaseURL        = "MEDIAMESH_CDN_BASE_URL"
+	KeyCDNPurgeURL       = "MEDIAMESH_CDN_PURGE_URL"
+	KeyCDNPurgeToken     = "MEDIAMESH_CDN_PURGE_TOKEN"
 	KeyDataDir           = "MEDIAMESH_DATA_DIR"
 	KeyJWTSigningKeyFile = "MEDIAMESH_JWT_SIGNING_KEY_FILE"
 	KeyJWTIssuer         = "MEDIAMESH_JWT_ISSUER"
@@ -40,6 +43,7 @@ const (
 	KeyShutdownTimeout   = "MEDIAMESH_SHUTDOWN_TIMEOUT"
 	KeyCommandBodyLimit  = "MEDIAMESH_COMMAND_BODY_LIMIT"
 	KeyAssetBodyLimit    = "MEDIAMESH_ASSET_BODY_LIMIT"
+	KeyAssetMaxPixels    = "MEDIAMESH_ASSET_MAX_PIXELS"
 	KeyIngestMaxBytes    = "MEDIAMESH_INGEST_MAX_BYTES"
 	KeyConsistencyWait   = "MEDIAMESH_CONSISTENCY_WAIT"
 	KeyJWTVerifyKeyFiles = "MEDIAMESH_JWT_VERIFY_KEY_FILES"
@@ -138,9 +142,18 @@ func specs() []spec {
 		{Key{Name: KeyS3SecretKey, Meaning: "S3 secret access key", Secret: true},
 			func(c *Config, v string) error { c.S3.SecretKey = Secret(v); return nil },
 			func(c *Config) string { return c.S3.SecretKey.String() }},
+		{Key{Name: KeyS3PathStyle, Default: "true", Meaning: "path-style S3 requests (`http://host/bucket/key`), as MinIO and most self-hosted services need; `false` lets the client choose (virtual-hosted style on AWS)"},
+			func(c *Config, v string) (err error) { c.S3.PathStyle, err = parseBool(v); return },
+			func(c *Config) string { return strconv.FormatBool(c.S3.PathStyle) }},
 		{Key{Name: KeyCDNBaseURL, Meaning: "base URL of asset links; empty: served by MediaMesh under `/media/`"},
 			func(c *Config, v string) (err error) { c.CDNBaseURL, err = parseHTTPURL(v); return },
 			func(c *Config) string { return redactURL(c.CDNBaseURL) }},
+		{Key{Name: KeyCDNPurgeURL, Meaning: "CDN purge webhook (http or https): the thumbnail processor POSTs `{\"urls\": [...]}` (the replaced renditions' URLs, under `MEDIAMESH_CDN_BASE_URL`) to it when an image is replaced; empty: no purge. Put credentials in `MEDIAMESH_CDN_PURGE_TOKEN`, not in this URL, which failures log"},
+			func(c *Config, v string) (err error) { c.CDNPurgeURL, err = parseHTTPURL(v); return },
+			func(c *Config) string { return redactURL(c.CDNPurgeURL) }},
+		{Key{Name: KeyCDNPurgeToken, Meaning: "sent to the purge webhook as `Authorization: Bearer …`; empty: no Authorization header", Secret: true},
+			func(c *Config, v string) error { c.CDNPurgeToken = Secret(v); return nil },
+			func(c *Config) string { return c.CDNPurgeToken.String() }},
 		{Key{Name: KeyDataDir, Default: ".mediamesh", Meaning: "local state of the embedded mode: a generated signing key, stored assets"},
 			func(c *Config, v string) error { c.DataDir = filepath.Clean(v); return nil },
 			func(c *Config) string { return c.DataDir }},
@@ -191,9 +204,16 @@ func specs() []spec {
 		{Key{Name: KeyCommandBodyLimit, Default: "1MiB", Meaning: "largest command body (413 above)"},
 			func(c *Config, v string) (err error) { c.CommandBodyLimit, err = parseBytes(v); return },
 			func(c *Config) string { return formatBytes(c.CommandBodyLimit) }},
-		{Key{Name: KeyAssetBodyLimit, Default: "20MiB", Meaning: "largest asset upload (413 above)"},
+		{Key{Name: KeyAssetBodyLimit, Default: "20MiB", Meaning: "largest uploaded asset file (413 above; the multipart body may carry 64 KiB more of fields)"},
 			func(c *Config, v string) (err error) { c.AssetBodyLimit, err = parseBytes(v); return },
 			func(c *Config) string { return formatBytes(c.AssetBodyLimit) }},
+		{Key{Name: KeyAssetMaxPixels, Default: "40000000", Meaning: "most pixels (width × height) of an uploaded image, read from its header before any pixel is decoded (422 above; 1–400000000; each side is at most 20,000 px)"},
+			func(c *Config, v string) (err error) {
+				n, err := parseInt(v, 1, maxAssetPixels)
+				c.AssetMaxPixels = int64(n)
+				return err
+			},
+			func(c *Config) string { return strconv.FormatInt(c.AssetMaxPixels, 10) }},
 		{Key{Name: KeyIngestMaxBytes, Default: "1GiB", Meaning: "largest ingest feed (streamed; 413 above)"},
 			func(c *Config, v string) (err error) { c.IngestMaxBytes, err = parseBytes(v); return },
 			func(c *Config) string { return formatBytes(c.IngestMaxBytes) }},
@@ -214,6 +234,10 @@ func specs() []spec {
 		rateSpec(KeyRatePublicBurst, "300", "burst of the public limit", func(c *Config) *int { return &c.RatePublicBurst }),
 	}
 }
+
+// maxAssetPixels bounds MEDIAMESH_ASSET_MAX_PIXELS: 20,000 × 20,000, the largest
+// image the per-side limit (asset.DefaultMaxSide) lets through anyway.
+const maxAssetPixels = 400_000_000
 
 // maxRate bounds the rate limit keys: beyond a million a minute a limit stops
 // limiting anything, and a typo of extra zeros is more likely than the intent.

@@ -180,6 +180,15 @@ func parseInt(v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
+// parseBool reads true/false (and strconv's 1/0, t/f, TRUE/FALSE forms).
+func parseBool(v string) (bool, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%q is not true or false", v)
+	}
+	return b, nil
+}
+
 func parseDuration(v string, lo, hi time.Duration) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil || d < lo || d > hi {

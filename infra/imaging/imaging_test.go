@@ -107,6 +107,15 @@ func decoded(t *testing.T, r thumbnails.Rendition) image.Image {
 	return img
 }
 
+// testSizes are the default sizes scaled down by ten: the same steps (a first
+// shrink by less than 2×, then by 2× or more) on originals a hundredth the pixels,
+// which keeps the race detector's cost down. One case still runs DefaultSizes.
+var testSizes = []thumbnails.Size{{Name: "small", Width: 16}, {Name: "medium", Width: 48}, {Name: "large", Width: 128}}
+
+// TestRenderSizesAndFormats renders every size in both formats. The WebP encoder's
+// WebAssembly module compiles once per test binary, whichever test encodes first
+// (seconds under the race detector); the small originals keep each encode after
+// that cheap.
 func TestRenderSizesAndFormats(t *testing.T) {
 	t.Parallel()
 	r, err := imaging.NewRenderer(newDecoder(), imaging.RenderOptions{})
@@ -117,18 +126,20 @@ func TestRenderSizesAndFormats(t *testing.T) {
 	tests := []struct {
 		name     string
 		original []byte
+		sizes    []thumbnails.Size
 		want     map[string]dims
 	}{
-		{"portrait jpeg 1400×2100", imagingtest.JPEG(t, 1400, 2100), map[string]dims{"small": {160, 240}, "medium": {480, 720}, "large": {1280, 1920}}},
-		{"landscape png 1920×1080", imagingtest.PNG(t, 1920, 1080, nil), map[string]dims{"small": {160, 90}, "medium": {480, 270}, "large": {1280, 720}}},
-		{"small webp is never upscaled", imagingtest.WebP(t, 300, 100), map[string]dims{"small": {160, 53}, "medium": {300, 100}, "large": {300, 100}}},
-		{"tiny", imagingtest.PNG(t, 1, 1, nil), map[string]dims{"small": {1, 1}, "medium": {1, 1}, "large": {1, 1}}},
-		{"very wide keeps 1 px", imagingtest.PNG(t, 4000, 2, nil), map[string]dims{"small": {160, 1}, "medium": {480, 1}, "large": {1280, 1}}},
+		{"portrait jpeg 140×210", imagingtest.JPEG(t, 140, 210), testSizes, map[string]dims{"small": {16, 24}, "medium": {48, 72}, "large": {128, 192}}},
+		{"landscape png 192×108", imagingtest.PNG(t, 192, 108, nil), testSizes, map[string]dims{"small": {16, 9}, "medium": {48, 27}, "large": {128, 72}}},
+		{"small webp is never upscaled", imagingtest.WebP(t, 30, 10), testSizes, map[string]dims{"small": {16, 5}, "medium": {30, 10}, "large": {30, 10}}},
+		{"tiny", imagingtest.PNG(t, 1, 1, nil), testSizes, map[string]dims{"small": {1, 1}, "medium": {1, 1}, "large": {1, 1}}},
+		{"very wide keeps 1 px", imagingtest.PNG(t, 400, 2, nil), testSizes, map[string]dims{"small": {16, 1}, "medium": {48, 1}, "large": {128, 1}}},
+		{"default sizes, wide jpeg 1300×20", imagingtest.JPEG(t, 1300, 20), thumbnails.DefaultSizes(), map[string]dims{"small": {160, 2}, "medium": {480, 7}, "large": {1280, 20}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			out, err := r.Render(context.Background(), tc.original, thumbnails.DefaultSizes())
+			out, err := r.Render(context.Background(), tc.original, tc.sizes)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,7 +169,7 @@ func TestRenderSizesAndFormats(t *testing.T) {
 func TestRenderJPEGOnly(t *testing.T) {
 	t.Parallel()
 	r, _ := imaging.NewRenderer(newDecoder(), imaging.RenderOptions{NoWebP: true})
-	out, err := r.Render(context.Background(), imagingtest.JPEG(t, 500, 500), thumbnails.DefaultSizes())
+	out, err := r.Render(context.Background(), imagingtest.JPEG(t, 100, 100), testSizes)
 	if err != nil || len(out) != 3 {
 		t.Fatalf("%d renditions, %v; want 3 JPEGs", len(out), err)
 	}
@@ -209,11 +220,11 @@ func TestRenderAlpha(t *testing.T) {
 // clockwise) comes out upright: taller than wide, its left half on top.
 func TestRenderOrientation(t *testing.T) {
 	t.Parallel()
-	src := image.NewRGBA(image.Rect(0, 0, 400, 200))
-	for y := 0; y < 200; y++ {
-		for x := 0; x < 400; x++ {
+	src := image.NewRGBA(image.Rect(0, 0, 200, 100))
+	for y := 0; y < 100; y++ {
+		for x := 0; x < 200; x++ {
 			c := color.RGBA{B: 220, A: 255}
-			if x < 200 {
+			if x < 100 {
 				c = color.RGBA{R: 220, A: 255}
 			}
 			src.SetRGBA(x, y, c)
@@ -228,14 +239,14 @@ func TestRenderOrientation(t *testing.T) {
 		w, h        int
 		topRed      bool
 	}{
-		{1, 160, 80, false},
-		{6, 160, 320, true},  // rotate 90° clockwise: the left (red) half goes on top
-		{8, 160, 320, false}, // rotate 90° counter-clockwise: the right (blue) half goes on top
-		{3, 160, 80, false},  // rotate 180°: red ends on the right
+		{1, 80, 40, false},
+		{6, 80, 160, true},  // rotate 90° clockwise: the left (red) half goes on top
+		{8, 80, 160, false}, // rotate 90° counter-clockwise: the right (blue) half goes on top
+		{3, 80, 40, false},  // rotate 180°: red ends on the right
 	}
 	r, _ := imaging.NewRenderer(newDecoder(), imaging.RenderOptions{NoWebP: true})
 	for _, tc := range tests {
-		out, err := r.Render(context.Background(), imagingtest.WithOrientation(buf.Bytes(), tc.orientation), []thumbnails.Size{{Name: "small", Width: 160}})
+		out, err := r.Render(context.Background(), imagingtest.WithOrientation(buf.Bytes(), tc.orientation), []thumbnails.Size{{Name: "small", Width: 80}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,15 +260,15 @@ func TestRenderOrientation(t *testing.T) {
 		}
 		switch tc.orientation {
 		case 6, 8:
-			if red(80, 20) != tc.topRed || red(80, 300) == tc.topRed {
-				t.Errorf("orientation %d: top red %v, want %v", tc.orientation, red(80, 20), tc.topRed)
+			if red(40, 10) != tc.topRed || red(40, 150) == tc.topRed {
+				t.Errorf("orientation %d: top red %v, want %v", tc.orientation, red(40, 10), tc.topRed)
 			}
 		case 1:
-			if !red(10, 40) || red(150, 40) {
+			if !red(5, 20) || red(75, 20) {
 				t.Errorf("orientation 1 changed the image")
 			}
 		case 3:
-			if red(10, 40) || !red(150, 40) {
+			if red(5, 20) || !red(75, 20) {
 				t.Errorf("orientation 3 not rotated")
 			}
 		}
@@ -278,7 +289,7 @@ func TestRenderBadOriginalIsPermanent(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := r.Render(ctx, imagingtest.JPEG(t, 100, 100), thumbnails.DefaultSizes()); !errors.Is(err, context.Canceled) || errors.Is(err, thumbnails.ErrBadImage) {
+	if _, err := r.Render(ctx, imagingtest.JPEG(t, 100, 100), testSizes); !errors.Is(err, context.Canceled) || errors.Is(err, thumbnails.ErrBadImage) {
 		t.Errorf("cancelled: err = %v, want context.Canceled and not ErrBadImage", err)
 	}
 }

@@ -92,8 +92,14 @@ func (c *CachingVerifier) JWKS() JWKSet { return c.inner.JWKS() }
 // HitRate is the share of Verify calls answered from the cache so far (bench).
 func (c *CachingVerifier) HitRate() float64 { return c.stats.Snapshot().HitRatio() }
 
-// Len is the approximate number of cached tokens.
-func (c *CachingVerifier) Len() int { return c.cache.EstimatedSize() }
+// Len is the number of cached tokens. It first runs the cache's pending
+// maintenance: otter evicts asynchronously (Set records its work in a buffer that is
+// drained later), so without it the count may exceed the bound until the next
+// drain. The count is exact when no Verify runs at the same time.
+func (c *CachingVerifier) Len() int {
+	c.cache.CleanUp()
+	return c.cache.EstimatedSize()
+}
 
 // Close stops the cache's background goroutine; the verifier still works after it.
 func (c *CachingVerifier) Close() { c.cache.StopAllGoroutines() }

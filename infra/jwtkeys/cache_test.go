@@ -117,8 +117,11 @@ func TestCachingVerifierIsBounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := cv.Len(); n > 60 {
-		t.Fatalf("%d entries in a cache of 50", n)
+	// 1,000 distinct tokens went through a cache of 50. Eviction is asynchronous,
+	// but once the writers have stopped Len drains the pending work, and then the
+	// bound holds exactly. An unbounded cache would hold all 1,000.
+	if n := cv.Len(); n > 50 || n == 0 {
+		t.Fatalf("%d entries in a cache of 50 after 1,000 distinct tokens", n)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/jpeg"
 	"io"
@@ -135,18 +136,24 @@ const (
 	stopTimeout = 30 * time.Second
 )
 
-// run starts the processor until the test ends.
-func (w *world) run(t *testing.T, p *thumbnails.Processor) {
+// run starts the processor until the test ends or stop is called; stop returns
+// once Run has.
+func (w *world) run(t *testing.T, p *thumbnails.Processor) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := stopped(done); err != nil {
-			t.Errorf("processor run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := stopped(done); err != nil {
+				t.Errorf("processor run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // stopped waits for a cancelled Run's result, at most stopTimeout.
@@ -168,13 +175,18 @@ func (w *world) program(t *testing.T) string {
 	return res.ID
 }
 
-// eventually polls cond until it holds or the bounded wait ends.
-func eventually(t *testing.T, what string, cond func() bool) {
+// eventually polls cond until it holds or the bounded wait ends; then it fails
+// with what and, if given, the state that state describes.
+func eventually(t *testing.T, what string, cond func() bool, state ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %v", what, waitTimeout)
+			var st []string
+			for _, f := range state {
+				st = append(st, f())
+			}
+			t.Fatalf("%s did not happen within %v %s", what, waitTimeout, strings.Join(st, " "))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -425,7 +437,12 @@ func TestRestartProcessesOnce(t *testing.T) {
 }
 
 // TestOneActiveProcessor: two processors of one name share the work without
-// processing anything twice.
+// processing anything twice: one of them renders everything.
+//
+// The replacement is uploaded only once the first poster has its result. Uploaded
+// together, the processor may reach the first poster after its replacement exists
+// and rightly skip it as superseded (TestSupersededUploadIsSkipped), leaving one
+// result where this test waits for two: under load it did, and the wait timed out.
 func TestOneActiveProcessor(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, thumbnails.Config{}, false)
@@ -434,33 +451,85 @@ func TestOneActiveProcessor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.run(t, w.proc)
-	w.run(t, other)
+	stopProc, stopOther := w.run(t, w.proc), w.run(t, other)
 	ctx := context.Background()
 	pid := w.program(t)
-	var ids []string
-	for i := 0; i < 4; i++ {
-		res, err := w.upload.Handle(ctx, app.UploadAsset{Kind: []string{"poster", "thumbnail", "backdrop", "poster"}[i], ProgramID: pid,
-			Data: imagingtest.JPEG(t, 100+i, 80)})
+	upload := func(i int, kind string) string {
+		t.Helper()
+		res, err := w.upload.Handle(ctx, app.UploadAsset{Kind: kind, ProgramID: pid, Data: imagingtest.JPEG(t, 100+i, 80)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, res.ID)
+		return res.ID
 	}
-	// The fourth upload replaces the first poster: that asset gets two results.
-	want := map[string]int{ids[0]: 2, ids[1]: 1, ids[2]: 1}
-	eventually(t, "all processed", func() bool {
+	want := map[string]int{}
+	results := func() string {
+		var b strings.Builder
+		for id, n := range want {
+			fmt.Fprintf(&b, " %s: %d of %d;", id, len(w.processed(t, id)), n)
+		}
+		a, _ := w.proc.Counts()
+		o, _ := other.Counts()
+		fmt.Fprintf(&b, " rendered %d and %d", a, o)
+		return b.String()
+	}
+	allProcessed := func() bool {
 		for id, n := range want {
 			if len(w.processed(t, id)) != n {
 				return false
 			}
 		}
 		return true
-	})
+	}
+	var ids []string
+	for i, kind := range []string{"poster", "thumbnail", "backdrop"} {
+		ids = append(ids, upload(i, kind))
+		want[ids[i]] = 1
+	}
+	eventually(t, "three uploads processed", allProcessed, results)
+	// The fourth upload replaces the first poster: that asset gets a second result.
+	if id := upload(3, "poster"); id != ids[0] {
+		t.Fatalf("the replacement is asset %s, want %s", id, ids[0])
+	}
+	want[ids[0]] = 2
+	eventually(t, "the replacement processed", allProcessed, results)
+	// A processor counts a rendition after recording it: stopped, its count is final.
+	stopProc()
+	stopOther()
 	a, _ := w.proc.Counts()
 	b, _ := other.Counts()
 	if a > 0 && b > 0 || a+b != 4 {
 		t.Fatalf("processors rendered %d and %d uploads, want 4 by one of them", a, b)
+	}
+}
+
+// TestSupersededUploadIsSkipped: an upload replaced before the processor reached it
+// is not rendered; only the newest upload of the asset gets a result.
+func TestSupersededUploadIsSkipped(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, thumbnails.Config{}, false)
+	ctx := context.Background()
+	pid := w.program(t)
+	first, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.JPEG(t, 100, 80)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := w.upload.Handle(ctx, app.UploadAsset{Kind: "poster", ProgramID: pid, Data: imagingtest.JPEG(t, 120, 80)})
+	if err != nil || second.ID != first.ID || second.Version <= first.Version {
+		t.Fatalf("replacement %+v after %+v: %v", second, first, err)
+	}
+	stop := w.run(t, w.proc)
+	eventually(t, "the checkpoint past both uploads", func() bool {
+		st, err := w.proc.Status(ctx)
+		return err == nil && st.HeadPosition > 0 && st.Position == st.HeadPosition
+	})
+	stop() // its counts are final
+	got := w.processed(t, first.ID)
+	if len(got) != 1 || got[0].UploadVersion != second.Version || got[0].OriginalKey != second.OriginalKey {
+		t.Fatalf("results %+v, want one, for upload version %d", got, second.Version)
+	}
+	if n, dead := w.proc.Counts(); n != 1 || dead != 0 {
+		t.Fatalf("rendered %d, dead-lettered %d; want the newest upload rendered once", n, dead)
 	}
 }
 
