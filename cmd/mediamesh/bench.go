@@ -43,6 +43,7 @@ func benchSuites() map[string]benchSuite {
 		"assets":  benchAssets,
 		"auth":    benchAuth,
 		"project": benchProject,
+		"query":   benchQuery,
 		"replay":  benchReplay,
 	}
 }

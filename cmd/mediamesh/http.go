@@ -54,6 +54,12 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 		return nil, err
 	}
 	readiness = append(readiness, ops.readiness...)
+	var discovery api.Discovery
+	if runs(role, "query") { // all: the discovery API (query.go)
+		if discovery, err = newDiscovery(ctx, cfg, d, log); err != nil {
+			return nil, err
+		}
+	}
 	return api.New(api.Config{
 		CommandBodyLimit:  int(cfg.CommandBodyLimit),
 		BodyLimit:         int(max(cfg.CommandBodyLimit, cfg.AssetBodyLimit)),
@@ -65,6 +71,7 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 		Commands:    commands,
 		Editorial:   editorial,
 		Programs:    programs,
+		Discovery:   discovery,
 		Tokens:      auth.verifier,
 		Keys:        auth.verifier,
 		Auth:        api.FromAccounts(auth.accounts),

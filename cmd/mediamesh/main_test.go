@@ -174,7 +174,6 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help"}, 0, "commands:"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"serve", "--role", "everything"}, 2, "unknown role"},
-		{[]string{"serve", "--role", "query"}, 1, "not yet available"},
 		{[]string{"serve", "--role", "relay"}, 1, "role relay needs MEDIAMESH_BUS=kafka"},
 		{[]string{"migrate"}, 2, "usage: mediamesh migrate"},
 		{[]string{"migrate", "down"}, 2, "usage: mediamesh migrate"},

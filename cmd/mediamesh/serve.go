@@ -23,7 +23,7 @@ type serveRole struct {
 // serveRoles lists every role in the order the help shows them.
 func serveRoles() []serveRole {
 	return []serveRole{
-		{"all", true}, {"command", true}, {"query", false}, {"relay", true}, {"projector", true}, {"ingest", false},
+		{"all", true}, {"command", true}, {"query", true}, {"relay", true}, {"projector", true}, {"ingest", false},
 	}
 }
 
@@ -62,7 +62,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return errUsage
 	}
 	if !available {
-		return fmt.Errorf("role %q is not yet available in this build: run --role all, command, relay or projector", *role)
+		return fmt.Errorf("role %q is not yet available in this build: run --role all, command, query, relay or projector", *role)
 	}
 	cfg, log, err := setup(e)
 	if err != nil {
@@ -132,12 +132,17 @@ func startServerWith(ctx context.Context, cfg config.Config, log *slog.Logger, r
 		app, err = newProjectorHTTP(ctx, cfg, d, log)
 	case "relay":
 		app, err = newRelayHTTP(ctx, cfg, d, log)
+	case "query":
+		app, err = newQueryHTTP(ctx, cfg, d, log)
 	default:
 		app, err = newHTTP(ctx, cfg, d, log, role)
 		if err == nil && role == "all" && cfg.Bus == config.BusKafka {
 			// Every role in one process includes the relay (kafka.go, relay.go).
 			_, err = startRelay(ctx, cfg, d, log)
 		}
+	}
+	if err == nil && runs(role, "projector") {
+		err = startEngagement(ctx, cfg, d, log) // query.go
 	}
 	if err != nil {
 		d.close()
