@@ -45,6 +45,10 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
+	ing, err := newIngestService(cfg, d, log) // POST /v1/ingest (ingest.go)
+	if err != nil {
+		return nil, err
+	}
 	readiness := []api.ReadinessCheck{{Name: "postgres", Check: d.pool.Ping}}
 	if assets.readiness.Name != "" {
 		readiness = append(readiness, assets.readiness)
@@ -78,6 +82,7 @@ func newHTTP(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, 
 		RateLimiter: auth.limiter,
 		Idempotency: idem,
 		Assets:      assets.routes,
+		Ingest:      ing,
 		Admin:       ops.manager,
 		Metrics:     ops.metrics,
 		Tracer:      ops.tracer,

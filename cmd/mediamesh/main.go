@@ -46,6 +46,7 @@ func commands() []command {
 		{"migrate", "apply (up) or list (status) the database migrations", runMigrate},
 		{"users", "create an account or change its role: users create|set-role (the first admin)", runUsers},
 		{"token", "mint an access token: token --role R --subject S [--ttl D]", runToken},
+		{"ingest", "submit a feed file and wait for its job: ingest FILE [--no-worker]", runIngest},
 		{"seed", "create demo programs and episodes: seed --programs N", runSeed},
 		{"projections", "projection status, rebuilds and dead letters: projections status|rebuild NAME [--wait]|dlq list|replay", runProjections},
 		{"bench", "run a benchmark suite: bench SUITE --json FILE", runBench},

@@ -76,6 +76,22 @@ func newOps(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, r
 		return nil, fmt.Errorf("%s=%s: %w", config.KeySearch, cfg.Search, err)
 	}
 	d.background(ctx, log, "projection manager", m.Run)
+	err = registerKafkaLag(cfg, d, func(ctx context.Context) ([]string, error) { // ingest.go
+		st, err := m.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, s := range st {
+			if s.Rebuildable { // the catalog projections consume content.events
+				names = append(names, fmt.Sprintf("%s.v%d", s.Name, s.Version))
+			}
+		}
+		return names, nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	names := make([]string, 0, len(m.Definitions()))
 	for _, def := range m.Definitions() {
 		names = append(names, def.Name)

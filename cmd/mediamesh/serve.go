@@ -23,7 +23,7 @@ type serveRole struct {
 // serveRoles lists every role in the order the help shows them.
 func serveRoles() []serveRole {
 	return []serveRole{
-		{"all", true}, {"command", true}, {"query", true}, {"relay", true}, {"projector", true}, {"ingest", false},
+		{"all", true}, {"command", true}, {"query", true}, {"relay", true}, {"projector", true}, {"ingest", true},
 	}
 }
 
@@ -118,6 +118,10 @@ func startServer(ctx context.Context, cfg config.Config, log *slog.Logger, role 
 // process's observability before anything else, so the event store every part
 // uses is the instrumented one.
 func startServerWith(ctx context.Context, cfg config.Config, log *slog.Logger, role string, getenv func(string) string) (*runningServer, error) {
+	if runs(role, "ingest") {
+		// The ingest worker's subscriber and items in flight each hold a connection.
+		cfg.DatabaseURL = withPoolConns(cfg.DatabaseURL, ingestPoolConns)
+	}
 	d, err := openDeps(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -134,11 +138,16 @@ func startServerWith(ctx context.Context, cfg config.Config, log *slog.Logger, r
 		app, err = newRelayHTTP(ctx, cfg, d, log)
 	case "query":
 		app, err = newQueryHTTP(ctx, cfg, d, log)
+	case "ingest":
+		app, err = newIngestHTTP(ctx, cfg, d, log)
 	default:
 		app, err = newHTTP(ctx, cfg, d, log, role)
 		if err == nil && role == "all" && cfg.Bus == config.BusKafka {
 			// Every role in one process includes the relay (kafka.go, relay.go).
 			_, err = startRelay(ctx, cfg, d, log)
+		}
+		if err == nil && role == "all" {
+			_, err = startIngestWorker(ctx, cfg, d, log)
 		}
 	}
 	if err == nil && runs(role, "projector") {

@@ -341,8 +341,8 @@ func TestMigrateCreatesAndReports(t *testing.T) {
 	}
 }
 
-// TestSeedIsIdempotent: seeding twice appends nothing new, and the programs are
-// published with two published episodes each.
+// TestSeedIsIdempotent: seed loads the demo catalog through the ingest path, every
+// program published, and seeding twice appends nothing new.
 func TestSeedIsIdempotent(t *testing.T) {
 	t.Parallel()
 	pool, dbURL := pgtest.NewDB(t)
@@ -354,19 +354,20 @@ func TestSeedIsIdempotent(t *testing.T) {
 		}
 		return
 	}
+	var after []int
 	for range 2 {
 		te := newTestEnv(vars)
 		if code := runCmd(t, te, "seed", "--programs", "3"); code != 0 {
 			t.Fatalf("seed: exit %d: %s", code, te.stderr)
 		}
+		n, published := count()
+		if published != 3 {
+			t.Errorf("%d programs published, want 3", published)
+		}
+		after = append(after, n)
 	}
-	n, published := count()
-	if published != 3 {
-		t.Errorf("%d programs published, want 3", published)
-	}
-	// Per program: created, published; per episode: registered, added, published.
-	if want := 3 * (2 + 2*3); n != want {
-		t.Errorf("%d events after seeding twice, want %d", n, want)
+	if after[0] == 0 || after[1] != after[0] {
+		t.Errorf("events after the first and second seed: %v, want the same non-zero count", after)
 	}
 }
 
