@@ -35,15 +35,8 @@ func parseJSONItem(raw []byte) (Program, string, string) {
 	}
 	var problems []string
 	get := func(name string, dst any, required bool) {
-		v, ok := fields[name]
-		if !ok || bytes.Equal(v, null) {
-			if required {
-				problems = append(problems, name+": is required")
-			}
-			return
-		}
-		if err := json.Unmarshal(v, dst); err != nil {
-			problems = append(problems, name+": "+typeProblem(err))
+		if problem := field(fields, name, dst, required); problem != "" {
+			problems = append(problems, problem)
 		}
 	}
 	get("external_id", &p.ExternalID, true)
@@ -74,15 +67,8 @@ func parseJSONEpisode(raw []byte) (Episode, string) {
 	}
 	var problems []string
 	get := func(name string, dst any, required bool) {
-		v, ok := fields[name]
-		if !ok || bytes.Equal(v, null) {
-			if required {
-				problems = append(problems, name+": is required")
-			}
-			return
-		}
-		if err := json.Unmarshal(v, dst); err != nil {
-			problems = append(problems, name+": "+typeProblem(err))
+		if problem := field(fields, name, dst, required); problem != "" {
+			problems = append(problems, problem)
 		}
 	}
 	get("external_id", &e.ExternalID, true)
@@ -94,6 +80,22 @@ func parseJSONEpisode(raw []byte) (Episode, string) {
 	get("published", &e.Published, false)
 	problems = append(problems, unknown(fields, episodeFields, "")...)
 	return e, strings.Join(problems, "; ")
+}
+
+// field decodes fields[name] into dst and says what is wrong with it, or "": a
+// missing or null field is a problem only when required.
+func field(fields map[string]json.RawMessage, name string, dst any, required bool) string {
+	v, ok := fields[name]
+	if !ok || bytes.Equal(v, null) {
+		if required {
+			return name + ": is required"
+		}
+		return ""
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		return name + ": " + typeProblem(err)
+	}
+	return ""
 }
 
 // object decodes a JSON object into its raw fields, or says why it is not one.
