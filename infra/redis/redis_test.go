@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -303,39 +305,59 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-// startClusterNode starts redis-server in cluster mode on a free port below the
-// ephemeral range, owning every slot, and returns its address.
+// startClusterNode starts redis-server in cluster mode, owning every slot, and
+// returns its address. Both of its ports (client and cluster bus) are chosen
+// explicitly below the ephemeral range: the default bus port (client+10000)
+// can land on a port another process holds. A server that exits at start (a
+// port taken between the check and the bind) is retried on new ports.
 func startClusterNode(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is not installed (apt-get install redis-server): %v", err)
 	}
-	dir := t.TempDir()
-	var port int
-	for p := 21000 + os.Getpid()%5000; ; p++ {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			ln.Close()
-			port = p
-			break
+	next := 21000 + os.Getpid()%5000
+	var lastOut string
+	for attempt := range 5 {
+		port := freePort(&next)
+		bus := freePort(&next)
+		dir := t.TempDir()
+		var out syncBuffer
+		cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--cluster-port", fmt.Sprint(bus),
+			"--bind", "127.0.0.1", "--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--dir", dir, "--save", "", "--appendonly", "no")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start redis-server: %v", err)
 		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if clusterReady(t, addr, exited) {
+			return addr
+		}
+		lastOut = out.String()
+		t.Logf("attempt %d: redis cluster node on %s exited at start:\n%s", attempt+1, addr, lastOut)
 	}
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-		"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--dir", dir, "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	node := goredis.NewClient(&goredis.Options{Addr: addr})
+	t.Fatalf("redis cluster node did not start in 5 attempts; last output:\n%s", lastOut)
+	return ""
+}
+
+// clusterReady waits for the node to answer, gives it every slot and waits for
+// cluster_state:ok. It returns false when the process exited first.
+func clusterReady(t *testing.T, addr string, exited <-chan struct{}) bool {
+	t.Helper()
+	node := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
 	defer node.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for node.Ping(ctx).Err() != nil {
 		select {
+		case <-exited:
+			return false
 		case <-ctx.Done():
-			t.Fatalf("redis cluster node at %s did not start", addr)
+			t.Fatalf("redis cluster node at %s did not answer in 20 s", addr)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -345,14 +367,47 @@ func startClusterNode(t *testing.T) string {
 	for {
 		info, err := node.ClusterInfo(ctx).Result()
 		if err == nil && containsLine(info, "cluster_state:ok") {
-			return addr
+			return true
 		}
 		select {
+		case <-exited:
+			return false
 		case <-ctx.Done():
 			t.Fatalf("cluster state never became ok: %v %s", err, info)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// freePort returns the first port from *next on that can be bound now and
+// moves *next past it.
+func freePort(next *int) int {
+	for p := *next; ; p++ {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			ln.Close()
+			*next = p + 1
+			return p
+		}
+	}
+}
+
+// syncBuffer collects a child process's output safely across goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func containsLine(s, line string) bool {
