@@ -11,6 +11,7 @@ import (
 
 	"github.com/mediamesh/mediamesh/command/app"
 	"github.com/mediamesh/mediamesh/infra/config"
+	"github.com/mediamesh/mediamesh/projections/rebuild"
 	"github.com/mediamesh/mediamesh/infra/eventstore/esdb"
 	pgstore "github.com/mediamesh/mediamesh/infra/eventstore/postgres"
 	pginfra "github.com/mediamesh/mediamesh/infra/postgres"
@@ -38,7 +39,9 @@ type deps struct {
 	redis goredis.UniversalClient
 	// obs are the process's metrics and tracing (set by startServerWith, which also
 	// wraps store with them); nil for subcommands that serve nothing.
-	obs     *observability
+	obs *observability
+	// watcher follows the projections' serving versions (servingWatcher).
+	watcher *rebuild.Watcher
 	closers []func()
 }
 

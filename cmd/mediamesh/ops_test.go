@@ -259,6 +259,17 @@ func TestServeOperations(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), id) {
 		t.Errorf("editorial list after the catalog rebuild: %d %s", code, body)
 	}
+	// Discovery follows the switch: the program published after it (only version 2
+	// has it: version 1 stopped at the switch) is served by id and in browse.
+	waitFor(t, 15*time.Second, "discovery reads catalog v2", func() (bool, string) {
+		return strings.Contains(logs.String(), `"msg":"discovery switched"`), "no switch logged"
+	})
+	for _, path := range []string{"/v1/programs/" + later, "/v1/programs?category=documentary"} {
+		code, _, body = call(t, "GET", base+path, "", "")
+		if code != http.StatusOK || !strings.Contains(string(body), later) || !strings.Contains(string(body), "After the switch") {
+			t.Errorf("GET %s after the catalog rebuild: %d %s", path, code, body)
+		}
+	}
 
 	// The CLI, on the same database while the server runs.
 	te := newTestEnv(vars)

@@ -58,6 +58,22 @@ func (d *deps) background(ctx context.Context, log *slog.Logger, name string, fn
 	d.closers = append(d.closers, func() { cancel(); wg.Wait() })
 }
 
+// servingWatcher returns the process's one Watcher of the projections' serving
+// versions, starting it on first use (one LISTEN connection however many read
+// sides follow a rebuild's switch).
+func (d *deps) servingWatcher(ctx context.Context, log *slog.Logger) (*rebuild.Watcher, error) {
+	if d.watcher != nil {
+		return d.watcher, nil
+	}
+	w, err := rebuild.NewWatcher(d.pool, log)
+	if err != nil {
+		return nil, err
+	}
+	d.watcher = w
+	d.background(ctx, log, "serving-version watcher", w.Run)
+	return w, nil
+}
+
 // cmsPrograms serves GET /v1/cms/programs: the query side's list over the
 // editorial projection's serving version, and the projection waiter for
 // consistency tokens. A rebuild of the editorial projection makes another version
@@ -84,7 +100,7 @@ func newCMSPrograms(ctx context.Context, d *deps, log *slog.Logger) (*cmsProgram
 	if err := c.use(v); err != nil {
 		return nil, err
 	}
-	watcher, err := rebuild.NewWatcher(d.pool, log)
+	watcher, err := d.servingWatcher(ctx, log)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +114,6 @@ func newCMSPrograms(ctx context.Context, d *deps, log *slog.Logger) (*cmsProgram
 		}
 		log.Info("editorial list switched", "version", to)
 	})
-	d.background(ctx, log, "serving-version watcher", watcher.Run)
 	w, err := runtime.NewWaiter(d.pool, log)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -15,7 +14,9 @@ import (
 	bussql "github.com/mediamesh/mediamesh/infra/bus/sql"
 	"github.com/mediamesh/mediamesh/infra/config"
 	"github.com/mediamesh/mediamesh/infra/postgres/readmodel"
+	mmredis "github.com/mediamesh/mediamesh/infra/redis"
 	searchpg "github.com/mediamesh/mediamesh/infra/search/postgres"
+	"github.com/mediamesh/mediamesh/projections/catalog"
 	"github.com/mediamesh/mediamesh/projections/engagement"
 	"github.com/mediamesh/mediamesh/projections/rebuild"
 	"github.com/mediamesh/mediamesh/projections/runtime"
@@ -35,6 +36,10 @@ const queryWarmPrograms = 1000
 // plays publisher of the configured bus, and the in-process cache in front of it
 // all, whose invalidation loop runs and whose warm-up runs in the background (a
 // slow warm-up never delays the listener).
+//
+// What it serves follows the serving versions of the catalog and search
+// projections (servingDiscovery): a rebuild that switches either makes this
+// process build the read side of the new versions, warm it, and swap it in.
 func newDiscovery(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger) (api.Discovery, error) {
 	replicas := make([]*pgxpool.Pool, 0, len(cfg.DatabaseReadURLs))
 	for _, u := range cfg.DatabaseReadURLs {
@@ -49,19 +54,10 @@ func newDiscovery(ctx context.Context, cfg config.Config, d *deps, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	cat, err := readmodel.NewCatalog(router, readmodel.CatalogTables{})
-	if err != nil {
-		return nil, err
-	}
-	idx, err := newSearchReadModel(ctx, cfg, d, router)
-	if err != nil {
-		return nil, err
-	}
 	pgRanks, err := readmodel.NewRankings(router)
 	if err != nil {
 		return nil, err
 	}
-
 	counters := &cache.Counters{}
 	var metrics cache.Metrics = counters
 	if d.obs != nil {
@@ -78,14 +74,6 @@ func newDiscovery(ctx context.Context, cfg config.Config, d *deps, log *slog.Log
 		}
 		remote = cache.NewBreaker(store, cache.BreakerOptions{})
 	}
-	docs, err := cache.NewDocuments(remote, cache.DefaultKeys, cat, metrics, log)
-	if err != nil {
-		return nil, err
-	}
-	ranks, err := cache.NewRankings(remote, cache.DefaultKeys, pgRanks, metrics)
-	if err != nil {
-		return nil, err
-	}
 	waiter, err := runtime.NewWaiter(d.pool, log)
 	if err != nil {
 		return nil, err
@@ -95,42 +83,84 @@ func newDiscovery(ctx context.Context, cfg config.Config, d *deps, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	deps := qapp.DiscoveryDeps{Programs: docs, Episodes: docs, Episode: docs, Browse: cat, Categories: cat,
-		Search: idx, Rankings: ranks, Checkpoints: cat, Waiter: waiter}
-	if plays != nil { // a nil *Publisher in the interface would not be nil
-		deps.Plays = plays
-	}
-	inner, err := qapp.NewDiscovery(deps, qapp.DiscoveryOptions{CDNBaseURL: cfg.CDNBaseURL, ConsistencyWait: cfg.ConsistencyWait})
-	if err != nil {
-		return nil, err
-	}
-	cached, err := cache.New(inner, cache.Options{Remote: remote, Keys: cache.DefaultKeys, Metrics: metrics, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	d.background(ctx, log, "discovery cache", cached.Run)
-	d.background(ctx, log, "discovery cache warm-up", func(ctx context.Context) error {
-		n, err := cached.Warm(ctx, queryWarmPrograms)
+	build := func(ctx context.Context, v servingVersions) (*cache.Discovery, error) {
+		tables, err := catalogTables(v.catalog)
 		if err != nil {
-			log.Warn("discovery cache warm-up", "warmed", n, "error", err.Error())
-			return nil
+			return nil, err
 		}
-		log.Info("discovery cache warmed", "programs", n)
-		return nil
-	})
+		cat, err := readmodel.NewCatalog(router, tables)
+		if err != nil {
+			return nil, err
+		}
+		idx, err := newSearchReadModel(cfg, d, router, v.search)
+		if err != nil {
+			return nil, err
+		}
+		keys := discoveryKeys(v)
+		docs, err := cache.NewDocuments(remote, keys, cat, metrics, log)
+		if err != nil {
+			return nil, err
+		}
+		ranks, err := cache.NewRankings(remote, keys, pgRanks, metrics)
+		if err != nil {
+			return nil, err
+		}
+		deps := qapp.DiscoveryDeps{Programs: docs, Episodes: docs, Episode: docs, Browse: cat, Categories: cat,
+			Search: idx, Rankings: ranks, Checkpoints: cat, Waiter: waiter}
+		if plays != nil { // a nil *Publisher in the interface would not be nil
+			deps.Plays = plays
+		}
+		inner, err := qapp.NewDiscovery(deps, qapp.DiscoveryOptions{CDNBaseURL: cfg.CDNBaseURL, ConsistencyWait: cfg.ConsistencyWait})
+		if err != nil {
+			return nil, err
+		}
+		return cache.New(inner, cache.Options{Remote: remote, Keys: keys, Metrics: metrics, Logger: log})
+	}
+	watcher, err := d.servingWatcher(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	sd, err := newServingDiscovery(ctx, d.pool, watcher, build, log)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, sd.close)
 	log.Info("discovery ready", "replicas", len(replicas), "redis", remote != nil, "plays", plays != nil, "search", string(cfg.Search))
-	return cached, nil
+	return sd, nil
 }
 
-// newSearchReadModel reads the serving version of the configured search index.
-func newSearchReadModel(ctx context.Context, cfg config.Config, d *deps, router *readmodel.Router) (*readmodel.SearchIndex, error) {
-	v, err := rebuild.ServingVersion(ctx, d.pool, search.Name)
-	if errors.Is(err, rebuild.ErrNotServing) {
-		v, err = search.Version, nil
+// catalogTables names version v of the catalog projection's tables.
+func catalogTables(v int) (readmodel.CatalogTables, error) {
+	t := readmodel.CatalogTables{Projection: qapp.ProjectionCatalog}
+	for _, f := range []struct {
+		dst  *string
+		base string
+	}{{&t.Programs, readmodel.CatalogProgramsTable}, {&t.Episodes, readmodel.CatalogEpisodesTable}, {&t.Categories, readmodel.CatalogCategoriesTable}} {
+		name, err := rebuild.VersionedTable(f.base, v)
+		if err != nil {
+			return t, err
+		}
+		*f.dst = name
 	}
-	if err != nil {
-		return nil, err
+	return t, nil
+}
+
+// discoveryKeys are the Redis keys of the serving versions: the catalog's
+// documents under its version's key space (the documents sink of version v
+// writes mm:catalog:v<v>:…), and list results under a prefix of their own per
+// pair of versions, so that no list cached from an older version is served
+// under the new version's generation counters (which start again at zero).
+func discoveryKeys(v servingVersions) cache.Keys {
+	k := cache.DefaultKeys
+	k.Catalog = mmredis.CatalogKeyspace(v.catalog).Base()
+	if v != (servingVersions{catalog: catalog.Version, search: search.Version}) {
+		k.Lists = fmt.Sprintf("%sc%ds%d:", k.Lists, v.catalog, v.search)
 	}
+	return k
+}
+
+// newSearchReadModel reads version v of the configured search index.
+func newSearchReadModel(cfg config.Config, d *deps, router *readmodel.Router, v int) (*readmodel.SearchIndex, error) {
 	name := search.IndexName(v)
 	if cfg.Search == config.SearchPostgres {
 		return readmodel.NewPostgresSearchIndex(router, name, func(db *pgxpool.Pool) (search.Reader, error) {
