@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -61,6 +62,7 @@ func FromConfig(c config.Redis) (goredis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis: parse URL: %w", err)
 		}
+		failFast(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
 		return goredis.NewClient(opt), nil
 	case len(c.Addrs) > 0:
 		for _, a := range c.Addrs {
@@ -68,7 +70,31 @@ func FromConfig(c config.Redis) (goredis.UniversalClient, error) {
 				return nil, fmt.Errorf("redis: cluster node %q is not host:port", a)
 			}
 		}
-		return goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: c.Addrs, IsClusterMode: true}), nil
+		opt := &goredis.UniversalOptions{Addrs: c.Addrs, IsClusterMode: true}
+		failFast(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+		return goredis.NewUniversalClient(opt), nil
 	}
 	return nil, errors.New("redis: no URL and no addresses")
+}
+
+// Timeouts of the client where the URL sets none. Redis is a cache in front of
+// PostgreSQL here: an unreachable server must fail a request fast (the query
+// side's circuit breaker then skips Redis), not hold it for go-redis's defaults
+// (a 5 s dial, 3 s reads). A healthy server answers in well under a millisecond,
+// and the largest pipelines we send (a documents batch) in a few.
+const (
+	dialTimeout = time.Second
+	ioTimeout   = time.Second
+)
+
+// failFast sets the zero timeouts among dial, read, write and pool.
+func failFast(dial, read, write, pool *time.Duration) {
+	for _, f := range []struct {
+		d *time.Duration
+		v time.Duration
+	}{{dial, dialTimeout}, {read, ioTimeout}, {write, ioTimeout}, {pool, ioTimeout}} {
+		if *f.d == 0 {
+			*f.d = f.v
+		}
+	}
 }

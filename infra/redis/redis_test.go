@@ -29,9 +29,11 @@ func TestNew(t *testing.T) {
 		value   string
 		cluster bool
 		db      int
-		err     error // nil: any client; ErrDisabled; errAny: some error
+		dial    time.Duration // 0: one second (the fail-fast default)
+		err     error         // nil: any client; ErrDisabled; errAny: some error
 	}{
 		{value: "redis://127.0.0.1:6379/0"},
+		{value: "redis://127.0.0.1:6379/0?dial_timeout=3s", dial: 3 * time.Second},
 		{value: "redis://user:secret@127.0.0.1:6379/3", db: 3},
 		{value: "127.0.0.1:7000,127.0.0.1:7001", cluster: true},
 		{value: "redis-cluster.internal:6379", cluster: true},
@@ -61,12 +63,22 @@ func TestNew(t *testing.T) {
 				t.Fatalf("New(%q): %v", tc.value, err)
 			}
 			defer c.Close()
+			wantDial := tc.dial
+			if wantDial == 0 {
+				wantDial = time.Second
+			}
 			switch cc := c.(type) {
 			case *goredis.ClusterClient:
 				if !tc.cluster {
 					t.Fatalf("New(%q) is a cluster client", tc.value)
 				}
+				if o := cc.Options(); o.DialTimeout != wantDial || o.ReadTimeout != time.Second {
+					t.Fatalf("New(%q) dial %v read %v, want %v and 1s", tc.value, o.DialTimeout, o.ReadTimeout, wantDial)
+				}
 			case *goredis.Client:
+				if o := cc.Options(); o.DialTimeout != wantDial || o.ReadTimeout != time.Second || o.PoolTimeout != time.Second {
+					t.Fatalf("New(%q) dial %v read %v pool %v, want %v, 1s and 1s", tc.value, o.DialTimeout, o.ReadTimeout, o.PoolTimeout, wantDial)
+				}
 				if tc.cluster {
 					t.Fatalf("New(%q) is a single-node client", tc.value)
 				}
