@@ -173,7 +173,8 @@ func Processor(pool *pgxpool.Pool, name string) Definition {
 //
 // Prepare creates each table of the new version as
 // CREATE TABLE … (LIKE <live table> INCLUDING ALL): columns, defaults, CHECK and
-// NOT NULL constraints, the primary key and every index, so the new version has
+// NOT NULL constraints, the primary key and every index, and then its storage
+// parameters (fillfactor), so the new version has
 // exactly the live one's shape (including changes made by later migrations) and is
 // written with its indexes in place. A serial column gets a sequence of its own (LIKE
 // would share the live table's, which dies with it). Drop drops the tables with a
@@ -218,6 +219,16 @@ func (t *Tables) Prepare(ctx context.Context, live, next int) error {
 			from, to := fmt.Sprintf("%s_v%d", stem, live), fmt.Sprintf("%s_v%d", stem, next)
 			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+ident(to)+` (LIKE `+ident(from)+` INCLUDING ALL)`); err != nil {
 				return fmt.Errorf("create %s like %s: %w", to, from, err)
+			}
+			// LIKE copies no storage parameters (a fillfactor, say): copy them.
+			var opts []string
+			if err := tx.QueryRow(ctx, `SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = $1::regclass`, ident(from)).Scan(&opts); err != nil {
+				return fmt.Errorf("storage parameters of %s: %w", from, err)
+			}
+			if len(opts) > 0 {
+				if _, err := tx.Exec(ctx, `ALTER TABLE `+ident(to)+` SET (`+strings.Join(opts, ", ")+`)`); err != nil {
+					return fmt.Errorf("storage parameters of %s: %w", to, err)
+				}
 			}
 			rows, err := tx.Query(ctx, `SELECT a.attname::text FROM pg_attribute a
 				WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
