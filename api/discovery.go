@@ -153,14 +153,12 @@ func parseCount(v string) (int, bool) {
 	return n, true
 }
 
-// baseURL is the request's scheme and host, the prefix of relative asset URLs when
-// no CDN base URL is configured.
-func baseURL(c *fiber.Ctx) string { return c.Protocol() + "://" + c.Hostname() }
-
 // answer runs one discovery read and sends it: with a consistency token the read
 // must include the token's write (verified here: a forged token is a 400).
 func (s *server) answer(c *fiber.Ctx, cacheControl string, read func(ctx context.Context, ro qapp.ReadOptions) (qapp.Answer, error)) error {
-	ro := qapp.ReadOptions{Base: baseURL(c)}
+	// The prefix of relative asset URLs when no CDN base URL is configured: the
+	// same base as an upload's URLs (forwarded headers from trusted proxies only).
+	ro := qapp.ReadOptions{Base: s.requestBase(c)}
 	if c.Request().Header.Peek(HeaderConsistencyToken) != nil {
 		point, err := s.consistencyToken(c)
 		if err != nil {

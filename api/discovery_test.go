@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -452,4 +453,35 @@ func TestDiscoveryNeedsRateLimiter(t *testing.T) {
 		}
 	}()
 	api.New(api.Config{ConsistencySecret: testSecret}, api.Deps{Discovery: newFakeDiscovery()})
+}
+
+// TestDiscoveryBaseURL: the base of relative asset URLs in discovery answers is the
+// one upload responses use: X-Forwarded-Proto and X-Forwarded-Host count only from
+// a trusted proxy, and a host that could change a URL's meaning is not used.
+func TestDiscoveryBaseURL(t *testing.T) {
+	t.Parallel()
+	fwd := map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.example.com"}
+	for _, tc := range []struct {
+		name    string
+		proxies []netip.Prefix
+		headers map[string]string
+		want    string
+	}{
+		{"untrusted peer", nil, fwd, "http://example.com"},
+		{"trusted proxy", []netip.Prefix{netip.MustParsePrefix("0.0.0.0/8")}, fwd, "https://www.example.com"},
+		{"trusted proxy, bad host", []netip.Prefix{netip.MustParsePrefix("0.0.0.0/8")},
+			map[string]string{"X-Forwarded-Host": "evil.example/x?"}, "http://example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeDiscovery()
+			e := newEnv(t, withDiscovery(f), withConfig(func(c *api.Config) { c.TrustedProxies = tc.proxies }))
+			if res := e.do(t, req{method: http.MethodGet, path: "/v1/programs/" + knownProgram, headers: tc.headers}); res.status != http.StatusOK {
+				t.Fatalf("GET: %d %s", res.status, res.body)
+			}
+			if q, ok := f.last().(qapp.ProgramByID); !ok || q.Base != tc.want {
+				t.Errorf("base URL of %+v, want %q", f.last(), tc.want)
+			}
+		})
+	}
 }

@@ -204,16 +204,25 @@ func errRangeNotSatisfiable(size int64) *httpError {
 
 // assetURL is the absolute URL of a stored asset key: a base and the path
 // "/media/{key}" this server serves it under, the same path the catalog stores
-// (query/app.Images makes those absolute the same way). The base is
-// MEDIAMESH_CDN_BASE_URL when it is set (the CDN pulls from this server's /media/,
-// or maps /media/ to the bucket), otherwise the request's scheme and host. Those
-// come from X-Forwarded-Proto and X-Forwarded-Host only when the request arrives
-// from one of Config.TrustedProxies; otherwise from the connection and the Host
-// header.
+// (query/app.Images makes those absolute the same way, from requestBase). The base
+// is MEDIAMESH_CDN_BASE_URL when it is set (the CDN pulls from this server's
+// /media/, or maps /media/ to the bucket), otherwise requestBase.
 func (s *server) assetURL(c *fiber.Ctx, key string) string {
 	if s.deps.Assets != nil && s.deps.Assets.CDNBaseURL != "" {
 		return strings.TrimRight(s.deps.Assets.CDNBaseURL, "/") + "/media/" + key
 	}
+	return s.requestBase(c) + "/media/" + key
+}
+
+// requestBase is the scheme and host the client addressed ("https://api.example.com"):
+// the prefix of asset URLs built per request. They come from X-Forwarded-Proto and
+// X-Forwarded-Host only when the request arrives from one of Config.TrustedProxies;
+// otherwise from the connection and the Host header, and a host that could change
+// the URL's meaning is replaced by "localhost". (fiber's Protocol and Hostname
+// would trust the forwarded headers of any client: anyone could then point the
+// image URLs of an answer at a host of their choosing, and fill the per-base
+// caches with one entry per invented host.)
+func (s *server) requestBase(c *fiber.Ctx) string {
 	scheme, host := "http", string(c.Request().Host())
 	if c.Context().IsTLS() {
 		scheme = "https"
@@ -231,7 +240,7 @@ func (s *server) assetURL(c *fiber.Ctx, key string) string {
 	if !validHost(host) {
 		host = "localhost"
 	}
-	return scheme + "://" + host + "/media/" + key
+	return scheme + "://" + host
 }
 
 func firstValue(v string) string {

@@ -16,10 +16,13 @@ const demoSeed = 1
 // ingest path, exactly as `mediamesh ingest` would: ingest.DemoFeed writes them to
 // a temporary NDJSON file, which is submitted with a worker in this process. The
 // demo feed is deterministic and its items are upserts by external id, so seeding
-// twice appends nothing new and `make run` can seed on every start.
+// twice appends nothing new and `make run` can seed on every start. Then every demo
+// program gets a generated poster through the upload use case (seed_artwork.go;
+// --artwork=false skips it), equally idempotent.
 func runSeed(ctx context.Context, e env, args []string) error {
-	fs := newFlags(e, "seed", "[--programs N]")
+	fs := newFlags(e, "seed", "[--programs N] [--artwork=false]")
 	n := fs.Int("programs", 20, "number of demo programs (1–100000)")
+	artwork := fs.Bool("artwork", true, "upload a generated poster for every demo program")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,5 +54,10 @@ func runSeed(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("seed: ingest job %s %s: %d of %d items failed", job.ID, job.Status, job.Failed, job.Total)
 	}
 	log.Info("seeded demo catalog", "programs", *n, "job", job.ID)
+	if *artwork {
+		if _, err := seedArtwork(ctx, cfg, log, *n); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	}
 	return nil
 }

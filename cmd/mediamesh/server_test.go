@@ -342,15 +342,20 @@ func TestMigrateCreatesAndReports(t *testing.T) {
 }
 
 // TestSeedIsIdempotent: seed loads the demo catalog through the ingest path, every
-// program published, and seeding twice appends nothing new.
+// program published and given a poster, and seeding twice appends nothing new.
 func TestSeedIsIdempotent(t *testing.T) {
 	t.Parallel()
 	pool, dbURL := pgtest.NewDB(t)
 	vars := serverVars(t, dbURL)
 	count := func() (events, published int) {
 		ctx := context.Background()
-		if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE type = 'mediamesh.program.published.v1') FROM eventstore_events`).Scan(&events, &published); err != nil {
+		var posters int
+		if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE type = 'mediamesh.program.published.v1'),
+			count(*) FILTER (WHERE type = 'mediamesh.asset.uploaded.v1' AND data->>'kind' = 'poster') FROM eventstore_events`).Scan(&events, &published, &posters); err != nil {
 			t.Fatal(err)
+		}
+		if posters != 3 {
+			t.Errorf("%d posters uploaded, want 3", posters)
 		}
 		return
 	}

@@ -62,6 +62,10 @@ func DemoFeed(w io.Writer, programs int, seed int64) error {
 	return nil
 }
 
+// DemoExternalID is the external id of demo program i ("demo-000042"): what the
+// seed looks the program up by to give it artwork.
+func DemoExternalID(i int) string { return fmt.Sprintf("demo-%06d", i) }
+
 // demoProgram is program i of a seed's catalog; each program has its own random
 // source, so it does not depend on how many came before.
 func demoProgram(i int, seed int64) feed.Program {
@@ -87,7 +91,7 @@ func demoProgram(i int, seed int64) feed.Program {
 	}
 	yes := true
 	p := feed.Program{
-		ExternalID:  fmt.Sprintf("demo-%06d", i),
+		ExternalID:  DemoExternalID(i),
 		Title:       title,
 		Category:    cat,
 		Description: &desc,

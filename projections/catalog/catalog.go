@@ -1,5 +1,5 @@
-// Package catalog is the discovery read model in PostgreSQL: programs, episodes and
-// category counts, rebuilt from the program streams.
+// Package catalog is the discovery read model in PostgreSQL: programs, episodes,
+// category counts and artwork, rebuilt from the program and asset streams.
 //
 // Decisions:
 //
@@ -36,6 +36,9 @@
 //     episodes it changed (only those whose rows the fold changed), in the same
 //     transaction: the documents flusher (projections/documents) writes their Redis
 //     documents from the committed rows. Without it (Redis off) nothing is recorded.
+//   - The images of programs and episodes come from the asset streams through a
+//     slot table of their own (ImagesTable; images.go says how), read and written
+//     in the same two round trips as the rows.
 package catalog
 
 import (
@@ -110,7 +113,9 @@ func (*Projection) Name() string { return Name }
 func (*Projection) Version() int { return Version }
 
 // Sinks implements runtime.Projection.
-func (*Projection) Sinks() []string { return []string{ProgramsTable, EpisodesTable, CategoriesTable} }
+func (*Projection) Sinks() []string {
+	return []string{ProgramsTable, EpisodesTable, CategoriesTable, ImagesTable}
+}
 
 // program is a catalog_programs_v1 row as the fold sees it.
 type program struct {
@@ -158,8 +163,8 @@ const (
 		published_at, created_at, updated_at, version, episode_count FROM catalog_programs_v1 WHERE id = ANY($1::uuid[])`
 	sqlLoadEpisodes = `SELECT id::text, program_id::text, title, number, season, description, duration_seconds,
 		external_id, status, published_at, version FROM catalog_episodes_v1 WHERE id = ANY($1::uuid[])`
-	// The upserts leave images alone: the artwork owns them. Tags travel as one
-	// array literal per row.
+	// The upserts leave images alone: the artwork slots own them (images.go). Tags
+	// travel as one array literal per row.
 	sqlUpsertPrograms = `INSERT INTO catalog_programs_v1 AS t
 		(id, title, description, category, language, tags, external_id, status, published_at, created_at, updated_at, version, episode_count)
 		SELECT id, title, description, category, language, tags::text[], external_id, status, published_at, created_at, updated_at,
@@ -215,6 +220,13 @@ type fold struct {
 	changedEpisodes map[string][]string
 	allEpisodes     map[string]bool
 	changedOrder    []string
+	// Artwork (images.go): the slots the batch's asset events name, the rows whose
+	// images column must be recomputed (new rows, changed slots), and the owners
+	// (kind, id) whose images changed, in order.
+	slots                        map[string]*slot
+	imagePrograms, imageEpisodes map[string]bool
+	artChanged                   [][2]string
+	artSeen                      map[[2]string]bool
 }
 
 // Apply implements runtime.Projection.
@@ -225,32 +237,43 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelo
 	}
 	evs := make([]decoded, 0, len(batch))
 	var programIDs, episodeIDs []string
-	seenP, seenE := map[string]bool{}, map[string]bool{}
+	var slotKeys [3][]string // owner kinds, owner ids, kinds
+	seenP, seenE, seenS := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for i, env := range batch {
 		ev := decodedAll[i]
 		if !handled[env.Type] {
-			continue // other streams (episode pointers, assets)
+			continue // other streams (episode and slot pointers, external ids)
 		}
 		evs = append(evs, decoded{env: env, ev: ev})
 		if id := events.ProgramIDOf(ev); !seenP[id] {
 			seenP[id] = true
 			programIDs = append(programIDs, id)
 		}
-		if id := episodeIDOf(ev); id != "" && !seenE[id] {
-			seenE[id] = true
-			episodeIDs = append(episodeIDs, id)
+		epID := episodeIDOf(ev)
+		if a, ok := assetOf(ev); ok {
+			kind, owner := a.owner()
+			if k := slotKey(kind, owner, a.Kind); !seenS[k] {
+				seenS[k] = true
+				slotKeys[0], slotKeys[1], slotKeys[2] = append(slotKeys[0], kind), append(slotKeys[1], owner), append(slotKeys[2], a.Kind)
+			}
+			epID = a.EpisodeID
+		}
+		if epID != "" && !seenE[epID] {
+			seenE[epID] = true
+			episodeIDs = append(episodeIDs, epID)
 		}
 	}
 	if len(evs) == 0 {
 		return nil
 	}
-	f, err := load(ctx, tx, programIDs, episodeIDs)
+	f, err := load(ctx, tx, programIDs, episodeIDs, slotKeys)
 	if err != nil {
 		return err
 	}
 	for _, d := range evs {
 		f.apply(d)
 	}
+	f.markImages()
 	return p.write(ctx, tx, f, maxPosition(batch))
 }
 
@@ -269,6 +292,9 @@ func (p *Projection) decode(batch []events.Envelope) ([]events.Event, error) {
 		ev, err := p.codec.DecodeEnvelope(env)
 		if err == nil {
 			err = streamcheck.Check(env, ev)
+		}
+		if err == nil {
+			err = checkAsset(env, ev)
 		}
 		out[i], errs[i] = ev, err
 	}
@@ -310,6 +336,8 @@ var handled = map[string]bool{
 	events.TypeEpisodePublished:   true,
 	events.TypeEpisodeUnpublished: true,
 	events.TypeEpisodeArchived:    true,
+	events.TypeAssetUploaded:      true,
+	events.TypeAssetProcessed:     true,
 }
 
 func episodeIDOf(ev events.Event) string {
@@ -328,13 +356,18 @@ func episodeIDOf(ev events.Event) string {
 	return ""
 }
 
-// load reads the rows of the named programs and episodes in one round trip.
-func load(ctx context.Context, tx pgx.Tx, programIDs, episodeIDs []string) (*fold, error) {
+// load reads the rows of the named programs and episodes, and the named artwork
+// slots (owner kinds, owner ids, kinds), in one round trip.
+func load(ctx context.Context, tx pgx.Tx, programIDs, episodeIDs []string, slotKeys [3][]string) (*fold, error) {
 	f := &fold{
 		programs:        make(map[string]*program, len(programIDs)),
 		episodes:        make(map[string]*episode, len(episodeIDs)),
 		changedEpisodes: map[string][]string{},
 		allEpisodes:     map[string]bool{},
+		slots:           map[string]*slot{},
+		imagePrograms:   map[string]bool{},
+		imageEpisodes:   map[string]bool{},
+		artSeen:         map[[2]string]bool{},
 	}
 	b := &pgx.Batch{}
 	b.Queue(sqlLoadPrograms, programIDs).Query(func(rows pgx.Rows) error {
@@ -359,6 +392,19 @@ func load(ctx context.Context, tx pgx.Tx, programIDs, episodeIDs []string) (*fol
 				}
 				r.loadedStatus = r.Status
 				f.episodes[r.ID] = r
+			}
+			return rows.Err()
+		})
+	}
+	if len(slotKeys[0]) > 0 {
+		b.Queue(sqlLoadSlots, slotKeys[0], slotKeys[1], slotKeys[2]).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				s := &slot{}
+				if err := rows.Scan(&s.OwnerKind, &s.OwnerID, &s.Kind, &s.ProgramID, &s.AssetID, &s.Version, &s.UploadVersion,
+					&s.Original, &s.Small, &s.Medium, &s.Large); err != nil {
+					return err
+				}
+				f.slots[s.key()] = s
 			}
 			return rows.Err()
 		})
@@ -422,6 +468,7 @@ func (f *fold) apply(d decoded) {
 		f.programs[e.ProgramID] = &program{ID: e.ProgramID, Title: e.Title, Description: e.Description, Category: e.Category,
 			Language: e.Language, Tags: tags, ExternalID: ext, Status: StatusDraft, CreatedAt: at, UpdatedAt: at, Version: v, dirty: true}
 		f.markProgram(e.ProgramID, false)
+		f.imagePrograms[e.ProgramID] = true // artwork applied before the row
 	case events.ProgramUpdated:
 		r, ok := f.touch(e.ProgramID, at, v)
 		if !ok {
@@ -453,6 +500,7 @@ func (f *fold) apply(d decoded) {
 			f.episodes[e.EpisodeID] = &episode{ID: e.EpisodeID, ProgramID: e.ProgramID, Title: e.Title, Number: e.Number, Season: season,
 				Description: e.Description, DurationSeconds: e.DurationSeconds, ExternalID: ext, Status: StatusDraft, Version: v, dirty: true}
 			f.markEpisode(e.ProgramID, e.EpisodeID)
+			f.imageEpisodes[e.EpisodeID] = true
 		}
 		f.touch(e.ProgramID, at, v)
 	case events.EpisodeUpdated:
@@ -470,6 +518,8 @@ func (f *fold) apply(d decoded) {
 		f.episodeStatus(e.ProgramID, e.EpisodeID, StatusUnpublished, at, v)
 	case events.EpisodeArchived:
 		f.episodeStatus(e.ProgramID, e.EpisodeID, StatusArchived, at, v)
+	case events.AssetUploaded, events.AssetProcessed:
+		f.applyAsset(d)
 	}
 }
 
@@ -558,8 +608,8 @@ func b2i(b bool) int {
 	return 0
 }
 
-// write sends the changed rows, the category deltas and the outbox in one round
-// trip.
+// write sends the changed slots and rows, their images, the category deltas and
+// the outbox in one round trip.
 func (p *Projection) write(ctx context.Context, tx pgx.Tx, f *fold, position int64) error {
 	slugs, deltas := f.counts()
 	var progs []*program
@@ -574,18 +624,29 @@ func (p *Projection) write(ctx context.Context, tx pgx.Tx, f *fold, position int
 			eps = append(eps, r)
 		}
 	}
-	if len(progs) == 0 && len(eps) == 0 {
+	slots := f.sortedSlots()
+	if len(progs) == 0 && len(eps) == 0 && len(slots) == 0 {
 		return nil // every event was a redelivery
 	}
 	// A fixed row order: two writers (without the runtime's lock) cannot deadlock.
 	slices.SortFunc(progs, func(a, b *program) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(eps, func(a, b *episode) int { return strings.Compare(a.ID, b.ID) })
 	b := &pgx.Batch{}
+	if len(slots) > 0 {
+		b.Queue(sqlUpsertSlots, slotColumns(slots)...)
+	}
 	if len(progs) > 0 {
 		b.Queue(sqlUpsertPrograms, programColumns(progs)...)
 	}
 	if len(eps) > 0 {
 		b.Queue(sqlUpsertEpisodes, episodeColumns(eps)...)
+	}
+	// After the slots and the rows: a row inserted above gets its waiting artwork.
+	if len(f.imagePrograms) > 0 {
+		b.Queue(sqlProgramImages, sortedKeys(f.imagePrograms))
+	}
+	if len(f.imageEpisodes) > 0 {
+		b.Queue(sqlEpisodeImages, sortedKeys(f.imageEpisodes))
 	}
 	if len(slugs) > 0 {
 		b.Queue(sqlCategoryDeltas, slugs, deltas)
@@ -602,7 +663,7 @@ func (p *Projection) write(ctx context.Context, tx pgx.Tx, f *fold, position int
 		b.Queue(sqlOutbox, pids, eids, all, position)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("catalog: write %d programs, %d episodes: %w", len(progs), len(eps), err)
+		return fmt.Errorf("catalog: write %d programs, %d episodes, %d artwork slots: %w", len(progs), len(eps), len(slots), err)
 	}
 	return nil
 }

@@ -103,8 +103,9 @@ func TestGoldenHistory(t *testing.T) {
 func TestRedeliveryChangesNothing(t *testing.T) {
 	t.Parallel()
 	histories := map[string][]events.Envelope{
-		"golden":    pt.Golden(t),
-		"generated": pt.Generate(11, 120),
+		"golden":             pt.Golden(t),
+		"golden with assets": append(pt.Golden(t), pt.GoldenAssets(t)...),
+		"generated":          pt.Generate(11, 120),
 	}
 	for name, hist := range histories {
 		t.Run(name, func(t *testing.T) {

@@ -325,3 +325,49 @@ func MustJSON(v any) json.RawMessage {
 	}
 	return b
 }
+
+// GoldenAssets returns the golden asset events of events/testdata as the artwork
+// of the golden program's episode, to append after Golden: the slot's pointer, the
+// upload, the same upload again (a replacement with the same image: stream version
+// 2, which the golden AssetProcessed names), and the processed event. Positions
+// continue above Golden's.
+func GoldenAssets(t testing.TB) []events.Envelope {
+	t.Helper()
+	_, file, _, _ := goruntime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "events", "testdata")
+	codec := events.NewCodec()
+	var out []events.Envelope
+	versions := map[string]int64{}
+	for i, typ := range []string{events.TypeAssetSlotAssigned, events.TypeAssetUploaded, events.TypeAssetUploaded, events.TypeAssetProcessed} {
+		raw, err := os.ReadFile(filepath.Join(dir, typ+".json"))
+		if err != nil {
+			t.Fatalf("golden event %s: %v", typ, err)
+		}
+		ev, err := codec.Decode(typ, raw)
+		if err != nil {
+			t.Fatalf("golden event %s: %v", typ, err)
+		}
+		var stream string
+		switch e := ev.(type) {
+		case events.AssetSlotAssigned:
+			stream = events.AssetSlotStreamID(e.ProgramID, e.EpisodeID, e.Kind)
+		case events.AssetUploaded:
+			stream = events.AssetStreamID(e.AssetID)
+		case events.AssetProcessed:
+			stream = events.AssetStreamID(e.AssetID)
+		}
+		versions[stream]++
+		n := len(goldenOrder) + i
+		out = append(out, events.Envelope{
+			EventID:    fmt.Sprintf("0190d5a0-0000-7000-9000-%012x", n+1),
+			Type:       typ,
+			StreamID:   stream,
+			Version:    versions[stream],
+			Position:   int64(n+1)<<20 | 1,
+			OccurredAt: Base.Add(time.Duration(n) * time.Second),
+			Metadata:   events.Metadata{Actor: "golden"},
+			Data:       raw,
+		})
+	}
+	return out
+}
