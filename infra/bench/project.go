@@ -132,7 +132,7 @@ func Project(ctx context.Context, c ProjectConfig) ([]Result, error) {
 
 // resetProjections empties the read models, checkpoints and the event store.
 func resetProjections(ctx context.Context, pool *pgxpool.Pool) error {
-	_, err := pool.Exec(ctx, `TRUNCATE catalog_programs_v1, catalog_episodes_v1, catalog_categories_v1, catalog_documents_outbox_v1,
+	_, err := pool.Exec(ctx, `TRUNCATE catalog_programs_v1, catalog_episodes_v1, catalog_categories_v1, catalog_images_v1, catalog_documents_outbox_v1,
 		editorial_programs_v1, search_state_v1, projection_checkpoints, projection_dead_letters, eventstore_events, eventstore_streams`)
 	if err == nil {
 		_, err = pool.Exec(ctx, `DROP TABLE IF EXISTS search_programs_v1, bench_copy_programs, bench_copy_episodes, bench_copy_categories`)
