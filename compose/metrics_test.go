@@ -206,7 +206,8 @@ func TestRequirementsOf(t *testing.T) {
 // `serve --role` of compose.yaml, on Kafka — an in-process Kafka-protocol broker —
 // and a fresh database), seeds demo data, sends a little traffic of every kind, and
 // scrapes every role's /metrics the way Prometheus does: every metric, label and
-// label value the dashboard and the alert rules read must be in the scrape.
+// label value the dashboard and the alert rules read must be in the scrape, and
+// every metric of "Operating MediaMesh" (operatedMetrics) with a sane value.
 func TestLiveMetrics(t *testing.T) {
 	t.Parallel()
 	required := requiredSeries(t)
@@ -222,6 +223,8 @@ func TestLiveMetrics(t *testing.T) {
 
 	bin := buildMediaMesh(t)
 	_, dbURL := pgtest.NewDB(t)
+	// A password the server ignores (trust authentication), which no log may show.
+	dbURL = withPassword(t, dbURL, logSecretPassword)
 	var seeds []kfake.Opt
 	for _, tp := range kafka.Topics() {
 		seeds = append(seeds, kfake.SeedTopics(tp.Partitions, tp.Name))
@@ -241,24 +244,40 @@ func TestLiveMetrics(t *testing.T) {
 		config.KeyRedisURL:          liveMetricsRedis(t),
 		config.KeyShutdownTimeout:   "5s",
 	}
-	urls := map[string]string{}
+	urls, logs := map[string]string{}, map[string]string{}
 	var startErrs []error
 	for _, role := range roles {
-		u, err := startRole(t, bin, env, role)
+		u, logPath, err := startRole(t, bin, env, role)
 		if err != nil {
 			startErrs = append(startErrs, err)
 		}
-		urls[role] = u
+		urls[role], logs[role] = u, logPath
 	}
 	if len(startErrs) > 0 {
 		t.Fatalf("the compose stack's roles must each run and serve HTTP (/health/*, /metrics):\n%v", errors.Join(startErrs...))
 	}
 	runMediaMesh(t, bin, env, "seed", "--programs", "3")
 	editor := strings.TrimSpace(runMediaMesh(t, bin, env, "token", "--role", "editor", "--subject", "metrics-test"))
+	// After the traffic below: no role logged the editor's token or the password.
+	defer checkLogsHoldNoSecret(t, logs, editor, logSecretPassword)
 
 	client := &http.Client{Timeout: 5 * time.Second}
 	query, command := urls["query"], urls["command"]
 	programs := waitForPrograms(t, client, query, 3)
+
+	// Each role is ready and checks its own dependencies.
+	for _, role := range roles {
+		res, err := client.Get(urls[role] + "/health/ready")
+		if err != nil {
+			t.Errorf("role %s: /health/ready: %v", role, err)
+			continue
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err := unreadyRole(role, res.StatusCode, body); err != nil {
+			t.Error(err)
+		}
+	}
 
 	traffic := func() {
 		for _, path := range []string{
@@ -295,6 +314,7 @@ func TestLiveMetrics(t *testing.T) {
 	for {
 		traffic()
 		scraped = series{}
+		values := samples{}
 		var scrapeErrs []error
 		for _, role := range roles {
 			text, err := fetch(client, urls[role]+"/metrics")
@@ -303,6 +323,7 @@ func TestLiveMetrics(t *testing.T) {
 				continue
 			}
 			parseExposition(text, scraped)
+			parseSamples(text, values)
 		}
 		missing = missing[:0]
 		for _, r := range required {
@@ -310,6 +331,8 @@ func TestLiveMetrics(t *testing.T) {
 				missing = append(missing, r.String())
 			}
 		}
+		// And every metric ops are promised, with a sane value.
+		missing = append(missing, unmetOperatedMetrics(values)...)
 		if len(missing) == 0 && len(scrapeErrs) == 0 {
 			return
 		}
@@ -321,7 +344,7 @@ func TestLiveMetrics(t *testing.T) {
 				}
 			}
 			sort.Strings(names)
-			t.Fatalf("after 45 s, the scrape of roles %v lacks what the dashboard and alerts read:\n  %s\nscrape errors: %v\nmediamesh metrics scraped: %v",
+			t.Fatalf("after 45 s, the scrape of roles %v lacks what the dashboard, the alerts and ops read:\n  %s\nscrape errors: %v\nmediamesh metrics scraped: %v",
 				roles, strings.Join(dedupe(missing), "\n  "), errors.Join(scrapeErrs...), names)
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -474,8 +497,9 @@ func runMediaMesh(t *testing.T, bin string, vars map[string]string, args ...stri
 }
 
 // startRole starts `mediamesh serve --role role` and returns the base URL it
-// reports in its "listening" log record; it is stopped (SIGTERM) at cleanup.
-func startRole(t *testing.T, bin string, vars map[string]string, role string) (string, error) {
+// reports in its "listening" log record and the file its output goes to; it is
+// stopped (SIGTERM) at cleanup.
+func startRole(t *testing.T, bin string, vars map[string]string, role string) (string, string, error) {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), role+".log")
 	logFile, err := os.Create(logPath)
@@ -510,16 +534,16 @@ func startRole(t *testing.T, bin string, vars map[string]string, role string) (s
 				URL string `json:"url"`
 			}
 			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" && rec.URL != "" {
-				return rec.URL, nil
+				return rec.URL, logPath, nil
 			}
 		}
 		select {
 		case <-done:
-			return "", fmt.Errorf("mediamesh serve --role %s exited during start-up:\n%s", role, tail(b, 3000))
+			return "", logPath, fmt.Errorf("mediamesh serve --role %s exited during start-up:\n%s", role, tail(b, 3000))
 		default:
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("mediamesh serve --role %s reported no listening address within 60 s:\n%s", role, tail(b, 3000))
+			return "", logPath, fmt.Errorf("mediamesh serve --role %s reported no listening address within 60 s:\n%s", role, tail(b, 3000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

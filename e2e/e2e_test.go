@@ -168,6 +168,14 @@ func TestKafkaEndToEnd(t *testing.T) {
 // the end of every partition of content.events.
 func waitGroupsCaughtUp(t *testing.T, brokers []string, timeout time.Duration) {
 	t.Helper()
+	waitConsumersCaughtUp(t, brokers, timeout, "catalog.v1", "editorial.v1", "search.v1")
+}
+
+// waitConsumersCaughtUp waits until the consumer groups of the given projection
+// versions ("catalog.v2") have committed the end of every partition of
+// content.events.
+func waitConsumersCaughtUp(t *testing.T, brokers []string, timeout time.Duration, consumers ...string) {
+	t.Helper()
 	sc, err := kafka.NewSaramaConfig(kafka.Config{Brokers: brokers})
 	if err != nil {
 		t.Fatal(err)
@@ -186,8 +194,8 @@ func waitGroupsCaughtUp(t *testing.T, brokers []string, timeout time.Duration) {
 		t.Fatal(err)
 	}
 	groups := []string{}
-	for _, name := range []string{"catalog", "editorial", "search"} {
-		groups = append(groups, kafka.GroupName(name+".v1"))
+	for _, name := range consumers {
+		groups = append(groups, kafka.GroupName(name))
 	}
 	eventually(t, timeout, "consumer groups caught up", func() error {
 		for _, g := range groups {

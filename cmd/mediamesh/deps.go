@@ -11,11 +11,11 @@ import (
 
 	"github.com/mediamesh/mediamesh/command/app"
 	"github.com/mediamesh/mediamesh/infra/config"
-	"github.com/mediamesh/mediamesh/projections/rebuild"
 	"github.com/mediamesh/mediamesh/infra/eventstore/esdb"
 	pgstore "github.com/mediamesh/mediamesh/infra/eventstore/postgres"
 	pginfra "github.com/mediamesh/mediamesh/infra/postgres"
 	mmredis "github.com/mediamesh/mediamesh/infra/redis"
+	"github.com/mediamesh/mediamesh/projections/rebuild"
 	"github.com/mediamesh/mediamesh/projections/runtime"
 )
 

@@ -21,7 +21,9 @@ import (
 // servingVersions are the versions of the projections discovery reads.
 type servingVersions struct{ catalog, search int }
 
-func (v servingVersions) String() string { return fmt.Sprintf("catalog v%d, search v%d", v.catalog, v.search) }
+func (v servingVersions) String() string {
+	return fmt.Sprintf("catalog v%d, search v%d", v.catalog, v.search)
+}
 
 // discoveryWarmTimeout bounds the warm-up of a new version's caches before it is
 // swapped in: a slow warm-up delays the swap, never forever.

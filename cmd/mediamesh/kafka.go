@@ -6,8 +6,12 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/IBM/sarama"
+
+	"github.com/mediamesh/mediamesh/api"
 	"github.com/mediamesh/mediamesh/infra/bus/kafka"
 	"github.com/mediamesh/mediamesh/infra/config"
+	"github.com/mediamesh/mediamesh/infra/telemetry"
 	"github.com/mediamesh/mediamesh/projections/runtime"
 )
 
@@ -52,4 +56,25 @@ func projectionStream(cfg config.Config, log *slog.Logger) (runtime.Stream, erro
 		return nil, fmt.Errorf("%s: %w", config.KeyKafkaBrokers, err)
 	}
 	return src, nil
+}
+
+// kafkaReadiness is the /health/ready check "kafka" of a role that consumes topics
+// under MEDIAMESH_BUS=kafka (projector: content.events; ingest: ingest.events):
+// the brokers answer and know the topics. None under MEDIAMESH_BUS=postgres.
+func kafkaReadiness(cfg config.Config, d *deps, topics ...string) ([]api.ReadinessCheck, error) {
+	if cfg.Bus != config.BusKafka {
+		return nil, nil
+	}
+	kc := kafkaConfig(cfg)
+	sc, err := kafka.NewSaramaConfig(kc)
+	if err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(kc.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: kafka client: %w", config.KeyKafkaBrokers, err)
+	}
+	d.closers = append(d.closers, func() { _ = client.Close() })
+	c := telemetry.KafkaCheck(client, topics...)
+	return []api.ReadinessCheck{{Name: c.Name, Check: c.Check}}, nil
 }

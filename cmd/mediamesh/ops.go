@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mediamesh/mediamesh/api"
+	"github.com/mediamesh/mediamesh/infra/bus/kafka"
 	"github.com/mediamesh/mediamesh/infra/config"
 	"github.com/mediamesh/mediamesh/infra/opscli"
 	mmredis "github.com/mediamesh/mediamesh/infra/redis"
@@ -71,6 +72,11 @@ func newOps(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger, r
 		if err := ensureTopics(ctx, cfg); err != nil {
 			return nil, err
 		}
+		kc, err := kafkaReadiness(cfg, d, kafka.TopicContentEvents) // kafka.go
+		if err != nil {
+			return nil, err
+		}
+		o.readiness = append(o.readiness, kc...)
 	}
 	if err := ensureServingSearchIndex(ctx, d.pool, idx); err != nil {
 		return nil, fmt.Errorf("%s=%s: %w", config.KeySearch, cfg.Search, err)
@@ -167,13 +173,17 @@ func newProjectionManager(cfg config.Config, d *deps, log *slog.Logger) (*rebuil
 
 // catalogDefinition is the catalog projection's Definition: with Redis, the
 // projection records its changes in its documents outbox (an extra table of each
-// version) and the documents' key space is a sink of its own; without Redis, only
-// its tables.
+// version) and the documents' key space is a sink of its own, whose flusher
+// records the documents' freshness; without Redis, only its tables.
 func catalogDefinition(d *deps, log *slog.Logger) (rebuild.Definition, error) {
 	if d.redis == nil {
 		return rebuild.Rebuildable(d.pool, catalog.New(nil), nil)
 	}
-	docs, err := opscli.NewDocumentsSink(d.pool, d.redis, nil, mmredis.DefaultGuardTTL, documents.Options{Logger: log})
+	opts := documents.Options{Logger: log}
+	if d.obs != nil { // mediamesh_freshness_seconds{sink="redis"}, while a version serves
+		opts.Freshness = func(at time.Time) { d.obs.metrics.ObserveFreshness("redis", at) }
+	}
+	docs, err := opscli.NewDocumentsSink(d.pool, d.redis, nil, mmredis.DefaultGuardTTL, opts)
 	if err != nil {
 		return rebuild.Definition{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,10 +142,11 @@ func TestServeOperations(t *testing.T) {
 	// The projections catch up with the publish (a bounded wait), and the metrics
 	// say so.
 	var ss []sample
-	waitFor(t, 15*time.Second, "catalog v1 applies the publish", func() (bool, string) {
+	waitFor(t, 15*time.Second, "catalog and editorial v1 apply the publish", func() (bool, string) {
 		ss = scrape(t, base)
 		pos, _ := value(ss, "mediamesh_projection_position", `projection="catalog"`, `version="1"`)
-		return int64(pos) == position, fmt.Sprintf("position %v, want %d", pos, position)
+		ed, _ := value(ss, "mediamesh_projection_position", `projection="editorial"`, `version="1"`)
+		return int64(pos) == position && int64(ed) == position, fmt.Sprintf("positions %v and %v, want %d", pos, ed, position)
 	})
 	checks := []struct {
 		name   string
@@ -264,6 +266,10 @@ func TestServeOperations(t *testing.T) {
 	waitFor(t, 15*time.Second, "discovery reads catalog v2", func() (bool, string) {
 		return strings.Contains(logs.String(), `"msg":"discovery switched"`), "no switch logged"
 	})
+	// Its caches were warmed from the new version before it was swapped in.
+	if !regexp.MustCompile(`"msg":"discovery switched"[^\n]*"warmed":[1-9]`).MatchString(logs.String()) {
+		t.Errorf("discovery switched without warming its cache:\n%s", logs.String())
+	}
 	for _, path := range []string{"/v1/programs/" + later, "/v1/programs?category=documentary"} {
 		code, _, body = call(t, "GET", base+path, "", "")
 		if code != http.StatusOK || !strings.Contains(string(body), later) || !strings.Contains(string(body), "After the switch") {

@@ -72,7 +72,11 @@ func newDiscovery(ctx context.Context, cfg config.Config, d *deps, log *slog.Log
 		if err != nil {
 			return nil, err
 		}
-		remote = cache.NewBreaker(store, cache.BreakerOptions{})
+		var bo cache.BreakerOptions
+		if d.obs != nil { // mediamesh_circuit_breaker_state{name="redis"}
+			bo.OnStateChange = func(s cache.BreakerState) { d.obs.metrics.SetBreakerState("redis", int(s)) }
+		}
+		remote = cache.NewBreaker(store, bo)
 	}
 	waiter, err := runtime.NewWaiter(d.pool, log)
 	if err != nil {

@@ -81,7 +81,16 @@ func EventStoreCheck(store interface {
 // RedisHook returns a go-redis hook (client.AddHook) that counts failed commands,
 // pipelines and dials in mediamesh_redis_errors_total{kind}. A missing key
 // (redis.Nil) is an answer, not an error.
-func (m *Metrics) RedisHook() redis.Hook { return redisHook{m} }
+//
+// It creates the three kinds' series at zero, so that a healthy Redis shows
+// mediamesh_redis_errors_total at 0 (and rate() and absent() work) rather than no
+// series at all.
+func (m *Metrics) RedisHook() redis.Hook {
+	for _, kind := range []string{"dial", "command", "pipeline"} {
+		m.redisErrors.WithLabelValues(kind)
+	}
+	return redisHook{m}
+}
 
 type redisHook struct{ m *Metrics }
 

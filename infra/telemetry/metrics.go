@@ -47,18 +47,21 @@ const (
 	CollectEvery = time.Second
 )
 
-// Cache layers and results of mediamesh_cache_requests_total.
+// Cache layers and results of mediamesh_cache_requests_total, as query/cache
+// emits them (its LayerMemory, LayerRedis, LayerPostgres and ResultHit, ResultMiss,
+// ResultError): one count per layer a lookup consults. postgres is the read model
+// behind the caches, counted so that a hit rate has its denominator.
 const (
-	CacheLayerLocal    = "local"
+	CacheLayerMemory   = "memory"
 	CacheLayerRedis    = "redis"
+	CacheLayerPostgres = "postgres"
 	CacheResultHit     = "hit"
 	CacheResultMiss    = "miss"
 	CacheResultError   = "error"
-	CacheResultExpired = "stale"
 )
 
-// Circuit-breaker states of mediamesh_circuit_breaker_state, as sony/gobreaker
-// numbers them (StateClosed, StateHalfOpen, StateOpen).
+// Circuit-breaker states of mediamesh_circuit_breaker_state, as query/cache's
+// Breaker numbers them (BreakerClosed, BreakerHalfOpen, BreakerOpen).
 const (
 	BreakerClosed   = 0
 	BreakerHalfOpen = 1
@@ -99,7 +102,7 @@ func NewMetrics() *Metrics {
 		}, []string{"method", "route", "status"}),
 		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "cache_requests_total",
-			Help: "Query cache lookups by layer (local, redis) and result (hit, miss, stale, error).",
+			Help: "Discovery cache lookups by layer (memory, redis, postgres) and result (hit, miss, error).",
 		}, []string{"layer", "result"}),
 		appendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "eventstore_append_duration_seconds",
@@ -167,9 +170,8 @@ func (m *Metrics) ObserveFreshness(sink string, recordedAt time.Time) {
 // RedisError counts a failed Redis operation of kind (see RedisHook).
 func (m *Metrics) RedisError(kind string) { m.redisErrors.WithLabelValues(kind).Inc() }
 
-// SetBreakerState records a circuit breaker's state (BreakerClosed, …). With
-// sony/gobreaker: Settings.OnStateChange = func(name string, _, to gobreaker.State)
-// { m.SetBreakerState(name, int(to)) }.
+// SetBreakerState records a circuit breaker's state (BreakerClosed, …): the
+// query role's Redis breaker reports through cache.BreakerOptions.OnStateChange.
 func (m *Metrics) SetBreakerState(name string, state int) {
 	m.breakerState.WithLabelValues(name).Set(float64(state))
 }

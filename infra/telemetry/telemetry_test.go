@@ -188,8 +188,8 @@ func TestMetricsAfterScriptedScenario(t *testing.T) {
 	m.ObserveHTTP("GET", "/v1/programs/:id", 200, 3*time.Millisecond)
 	m.ObserveHTTP("GET", "/v1/programs/:id", 200, 5*time.Millisecond)
 	m.ObserveHTTP("GET", "/v1/programs/:id", 404, time.Millisecond)
-	m.CacheRequest(telemetry.CacheLayerLocal, telemetry.CacheResultHit)
-	m.CacheRequest(telemetry.CacheLayerLocal, telemetry.CacheResultHit)
+	m.CacheRequest(telemetry.CacheLayerMemory, telemetry.CacheResultHit)
+	m.CacheRequest(telemetry.CacheLayerMemory, telemetry.CacheResultHit)
 	m.CacheRequest(telemetry.CacheLayerRedis, telemetry.CacheResultMiss)
 	m.SetBreakerState("redis", telemetry.BreakerOpen)
 	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
@@ -215,7 +215,7 @@ func TestMetricsAfterScriptedScenario(t *testing.T) {
 		{"mediamesh_http_requests_total", map[string]string{"method": "GET", "route": "/v1/programs/:id", "status": "200"}, eq(2), "2"},
 		{"mediamesh_http_requests_total", map[string]string{"status": "404"}, eq(1), "1"},
 		{"mediamesh_http_request_duration_seconds", map[string]string{"status": "200"}, eq(2), "2 observations"},
-		{"mediamesh_cache_requests_total", map[string]string{"layer": "local", "result": "hit"}, eq(2), "2"},
+		{"mediamesh_cache_requests_total", map[string]string{"layer": "memory", "result": "hit"}, eq(2), "2"},
 		{"mediamesh_cache_requests_total", map[string]string{"layer": "redis", "result": "miss"}, eq(1), "1"},
 		{"mediamesh_eventstore_append_duration_seconds", map[string]string{"result": "ok"}, eq(programs), "5 observations"},
 		{"mediamesh_eventstore_append_duration_seconds", map[string]string{"result": "conflict"}, eq(1), "1 observation"},

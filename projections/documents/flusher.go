@@ -35,6 +35,14 @@ type Options struct {
 	// flusher of the new version beside the serving one, with a store writing that
 	// version's key space (mm:catalog:v2:…).
 	Version int
+	// Freshness, when set, is called for every program document a flush changes
+	// while this version serves, with the program row's updated_at: the time its
+	// latest event was recorded (catalog rows take their times from the events).
+	// The composition root records it as mediamesh_freshness_seconds{sink="redis"}.
+	// A flush that resynced (Redis lost its data, or a first start) and a version
+	// that does not serve (a rebuild's) record nothing: their documents are old by
+	// design, and measure the resync or the replay, not the pipeline.
+	Freshness func(recordedAt time.Time)
 }
 
 func (o Options) withDefaults() Options {
@@ -223,7 +231,7 @@ func (f *Flusher) flush(ctx context.Context, conn *pgx.Conn) (Result, error) {
 	}
 	res.Position = pos
 	for {
-		r, err := f.round(ctx, conn, res.Position, initial)
+		r, err := f.round(ctx, conn, res.Position, initial, !res.Resynced)
 		res.Entries += r.Entries
 		res.Programs += r.Programs
 		res.Episodes += r.Episodes
@@ -285,7 +293,7 @@ type entry struct {
 
 // round writes one chunk of outbox entries and deletes them, in one transaction
 // that also reads the rows (so the documents are at least as new as the entries).
-func (f *Flusher) round(ctx context.Context, conn *pgx.Conn, announced int64, initial bool) (roundResult, error) {
+func (f *Flusher) round(ctx context.Context, conn *pgx.Conn, announced int64, initial, measure bool) (roundResult, error) {
 	var rr roundResult
 	rr.Position = announced
 	tx, err := conn.Begin(ctx)
@@ -296,9 +304,12 @@ func (f *Flusher) round(ctx context.Context, conn *pgx.Conn, announced int64, in
 
 	// The checkpoint first: every batch up to it has committed its entries, so the
 	// entries read next include all of them.
-	var checkpoint int64
-	err = tx.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE name = $1 AND version = $2`,
-		catalog.Name, f.opts.Version).Scan(&checkpoint)
+	var (
+		checkpoint int64
+		serving    bool
+	)
+	err = tx.QueryRow(ctx, `SELECT position, serving FROM projection_checkpoints WHERE name = $1 AND version = $2`,
+		catalog.Name, f.opts.Version).Scan(&checkpoint, &serving)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return rr, fmt.Errorf("flush: read checkpoint: %w", err)
 	}
@@ -342,10 +353,14 @@ func (f *Flusher) round(ctx context.Context, conn *pgx.Conn, announced int64, in
 	}
 	// Episodes first, programs last: a reader that finds a program document at
 	// version V finds its episodes at least as new.
-	if err := f.write(ctx, plan.episodes, &notice, &rr); err != nil {
+	if err := f.write(ctx, plan.episodes, &notice, &rr, nil); err != nil {
 		return rr, err
 	}
-	if err := f.write(ctx, plan.programs, &notice, &rr); err != nil {
+	var recorded map[string]time.Time
+	if measure && serving && f.opts.Freshness != nil {
+		recorded = plan.recorded
+	}
+	if err := f.write(ctx, plan.programs, &notice, &rr, recorded); err != nil {
 		return rr, err
 	}
 	ids := make([]int64, len(entries))
@@ -370,8 +385,9 @@ func (f *Flusher) round(ctx context.Context, conn *pgx.Conn, announced int64, in
 	return rr, nil
 }
 
-// write stores writes and adds what changed to the notice.
-func (f *Flusher) write(ctx context.Context, writes []Write, n *Notice, rr *roundResult) error {
+// write stores writes and adds what changed to the notice; a changed program
+// document found in recorded reports its freshness.
+func (f *Flusher) write(ctx context.Context, writes []Write, n *Notice, rr *roundResult, recorded map[string]time.Time) error {
 	if len(writes) == 0 {
 		return nil
 	}
@@ -388,6 +404,9 @@ func (f *Flusher) write(ctx context.Context, writes []Write, n *Notice, rr *roun
 			n.Browse, n.Search = true, true
 			rr.Programs++
 			n.Programs = appendOnce(n.Programs, w.ID)
+			if at, ok := recorded[w.ID]; ok {
+				f.opts.Freshness(at)
+			}
 		case KindEpisodes:
 			n.Programs = appendOnce(n.Programs, w.ID)
 		case KindEpisode:
@@ -405,9 +424,11 @@ func appendOnce(ids []string, id string) []string {
 	return append(ids, id)
 }
 
-// plan is the writes of one round: episode documents and lists, then programs.
+// plan is the writes of one round: episode documents and lists, then programs,
+// and when each program's latest event was recorded (its row's updated_at).
 type plan struct {
 	episodes, programs []Write
+	recorded           map[string]time.Time
 }
 
 type programRow struct {
@@ -417,6 +438,7 @@ type programRow struct {
 	episodeCount                                       int
 	images                                             []byte
 	version                                            int64
+	updatedAt                                          time.Time
 }
 
 type episodeRow struct {
@@ -453,12 +475,12 @@ func planWrites(ctx context.Context, tx pgx.Tx, t tables, entries []entry) (plan
 	progs := map[string]*programRow{}
 	eps := map[string][]*episodeRow{}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT id::text, title, description, category, language, tags, status, published_at, episode_count, images, version
+	b.Queue(`SELECT id::text, title, description, category, language, tags, status, published_at, episode_count, images, version, updated_at
 		FROM `+t.programs+` WHERE id = ANY($1::uuid[])`, order).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			r := &programRow{}
 			if err := rows.Scan(&r.id, &r.title, &r.description, &r.category, &r.language, &r.tags, &r.status, &r.publishedAt,
-				&r.episodeCount, &r.images, &r.version); err != nil {
+				&r.episodeCount, &r.images, &r.version, &r.updatedAt); err != nil {
 				return err
 			}
 			progs[r.id] = r
@@ -481,7 +503,10 @@ func planWrites(ctx context.Context, tx pgx.Tx, t tables, entries []entry) (plan
 		return plan{}, fmt.Errorf("flush: read catalog rows: %w", err)
 	}
 
-	var out plan
+	out := plan{recorded: make(map[string]time.Time, len(progs))}
+	for id, p := range progs {
+		out.recorded[id] = p.updatedAt
+	}
 	for _, pid := range order {
 		s := scopes[pid]
 		p := progs[pid]

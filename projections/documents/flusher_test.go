@@ -565,3 +565,82 @@ func waitCheckpoint(t *testing.T, pool *pgxpool.Pool, pos int64) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestFreshnessOfDocuments: Options.Freshness hears of every program document a
+// flush changes, with its row's updated_at, while the version serves; a flush that
+// resynced and a version that does not serve report nothing.
+func TestFreshnessOfDocuments(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.NewDB(t)
+	c := redistest.Client(t)
+	store, err := mmredis.NewDocuments(c, redistest.Keyspace(t, c), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		observed []time.Time
+	)
+	f, err := documents.New(pool, store, documents.Options{Logger: quiet, Freshness: func(at time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		observed = append(observed, at)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{pool: pool, redis: c, store: store, flusher: f, proj: catalog.New(nil, catalog.WithDocuments())}
+	take := func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		out := observed
+		observed = nil
+		return out
+	}
+	hist := pt.Generate(47, 30)
+	third := len(hist) / 3
+
+	e.apply(t, hist[:third], 1)
+	setCheckpoint(t, pool, hist[third-1].Position)
+	if res := e.flush(t); !res.Resynced {
+		t.Fatalf("first flush %+v, want a resync", res)
+	}
+	if got := take(); len(got) != 0 {
+		t.Errorf("a resync reported %d freshness observations, want none", len(got))
+	}
+
+	e.apply(t, hist[third:2*third], 2)
+	setCheckpoint(t, pool, hist[2*third-1].Position)
+	res := e.flush(t)
+	if res.Resynced || res.Programs == 0 {
+		t.Fatalf("second flush %+v, want program documents changed", res)
+	}
+	got := take()
+	if len(got) != res.Programs {
+		t.Errorf("%d freshness observations for %d changed program documents", len(got), res.Programs)
+	}
+	rows, err := pool.Query(context.Background(), `SELECT updated_at FROM `+catalog.ProgramsTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	updated, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range got {
+		if !slices.ContainsFunc(updated, at.Equal) {
+			t.Errorf("observed %v, no program's updated_at", at)
+		}
+	}
+
+	if _, err := pool.Exec(context.Background(), `UPDATE projection_checkpoints SET serving = false WHERE name = $1`, catalog.Name); err != nil {
+		t.Fatal(err)
+	}
+	e.apply(t, hist[2*third:], 3)
+	if res := e.flush(t); res.Programs == 0 {
+		t.Fatalf("third flush %+v, want program documents changed", res)
+	}
+	if got := take(); len(got) != 0 {
+		t.Errorf("a version that does not serve reported %d freshness observations", len(got))
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -340,7 +339,7 @@ func (m *Manager) trySwitch(ctx context.Context, def Definition, rb rebuildRow, 
 	// skips every later event, so its sinks stay exactly as of the switch and never
 	// get ahead of the new version's.
 	if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET serving = false, position = $2, updated_at = now()
-		WHERE name = $1 AND serving`, rb.name, int64(math.MaxInt64)); err != nil {
+		WHERE name = $1 AND serving`, rb.name, runtime.Frozen); err != nil {
 		return false, fmt.Errorf("unset serving: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET serving = true, updated_at = now() WHERE name = $1 AND version = $2`,

@@ -26,12 +26,11 @@
 //     ServingVersion); read-your-writes waits (runtime.Waiter) follow the serving
 //     row. Switch hooks (cache warming) run after the commit.
 //  5. The replaced version is frozen by the same transaction: its checkpoint is set
-//     to the largest position, so its runtime (in any process, until that process
-//     notices the switch and stops it) skips every later event, and its sinks stay
-//     exactly as of the switch: consistent, never ahead of the new version. (A
-//     runtime consuming Kafka does not skip by checkpoint: there the old version
-//     may take at most one more batch.) It is kept for Options.Grace for queries
-//     that have not switched yet; then its sinks are dropped with its checkpoint.
+//     to runtime.Frozen, so its runtime (in any process, until that process
+//     notices the switch and stops it) applies no later event, from the global log
+//     or from Kafka, and its sinks stay exactly as of the switch: consistent, never
+//     ahead of the new version. It is kept for Options.Grace for queries that have
+//     not switched yet; then its sinks are dropped with its checkpoint.
 //
 // Until step 4 commits, queries read only the old version: they never see an empty
 // or half-built read model, and a crash before it leaves the old version serving.

@@ -58,6 +58,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -173,6 +174,14 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// Frozen is the checkpoint position of a version a rebuild's switch replaced
+// (projections/rebuild): the runtime applies nothing more to it, whatever
+// arrives, in either mode — so its sinks stay exactly as of the switch while
+// queries that have not switched yet still read them. (From the global log the
+// watermark alone would skip everything; a Stream's batches are not filtered by
+// position, hence the explicit check.) Its batches are still acknowledged.
+const Frozen int64 = math.MaxInt64
 
 // errCheckpointMissing: the checkpoint row is gone; transient, it is recreated.
 var errCheckpointMissing = errors.New("projection checkpoint row missing")
@@ -580,7 +589,7 @@ func (r *Runtime) deadLetter(ctx context.Context, p Projection, e events.Envelop
 		"event_id", e.EventID, "type", e.Type, "stream", e.StreamID, "error", cause)
 	for attempt := 0; ; attempt++ {
 		err := r.inCheckpointTx(ctx, p, func(tx pgx.Tx, cp int64, _ bool) (int64, error) {
-			if r.ordered && e.Position <= cp {
+			if cp == Frozen || (r.ordered && e.Position <= cp) {
 				return cp, nil
 			}
 			if err := insertDeadLetter(ctx, tx, p, e, cause.Error(), false, attempts); err != nil {
@@ -606,6 +615,9 @@ func (r *Runtime) deadLetter(ctx context.Context, p Projection, e events.Envelop
 // parked streams become dead letters.
 func (r *Runtime) commitBatch(ctx context.Context, p Projection, batch []events.Envelope) error {
 	return r.inCheckpointTx(ctx, p, func(tx pgx.Tx, cp int64, _ bool) (int64, error) {
+		if cp == Frozen {
+			return cp, nil // a replaced version: its sinks stay as of its switch
+		}
 		todo := batch
 		for r.ordered && len(todo) > 0 && todo[0].Position <= cp {
 			todo = todo[1:]

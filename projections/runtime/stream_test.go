@@ -207,3 +207,33 @@ func TestStreamDeadLetter(t *testing.T) {
 		t.Errorf("replay of an unknown projection: %v", err)
 	}
 }
+
+// TestStreamFrozenVersionAppliesNothing: a version whose checkpoint a rebuild's
+// switch froze (runtime.Frozen) applies nothing from a stream either, though its
+// batches are acknowledged: its sinks stay as of the switch.
+func TestStreamFrozenVersionAppliesNothing(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	hist := pt.Generate(33, 20)
+	stream := newMemStream(t, hist, 3, 11)
+	if _, err := pool.Exec(context.Background(), `INSERT INTO projection_checkpoints (name, version, position, serving) VALUES ($1, 1, $2, false)`,
+		catalog.Name, runtime.Frozen); err != nil {
+		t.Fatal(err)
+	}
+	opts := fastOptions()
+	opts.Stream = stream
+	r := newRuntime(t, pool, pt.NewSource(hist...), []runtime.Projection{catalog.New(nil)}, opts)
+	stop := started(t, r)
+	stream.waitFinished(t, 1)
+	stop()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM `+catalog.ProgramsTable).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("a frozen version applied events: %d programs", n)
+	}
+	if cp := checkpoint(t, pool, catalog.Name); cp != runtime.Frozen {
+		t.Errorf("checkpoint %d, want it still frozen", cp)
+	}
+}

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -118,5 +119,37 @@ func TestBreaker(t *testing.T) {
 	}
 	if b.Open() {
 		t.Error("cancelled callers opened the breaker")
+	}
+}
+
+// TestBreakerReportsState: OnStateChange sees closed at start, then every change:
+// open after the failures, half-open for each probe, open again after a failed
+// probe, closed after a good one.
+func TestBreakerReportsState(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	var states []cache.BreakerState
+	r := &flaky{down: true}
+	b := cache.NewBreaker(r, cache.BreakerOptions{Failures: 2, Cooldown: time.Second, Timeout: 20 * time.Millisecond, Now: clock,
+		OnStateChange: func(s cache.BreakerState) { states = append(states, s) }})
+	ctx := context.Background()
+	for range 4 { // two failures open it; two calls are refused
+		_, _ = b.MGet(ctx, "k")
+	}
+	advance(time.Second)
+	_, _ = b.MGet(ctx, "k") // a failed probe
+	advance(time.Second)
+	r.set(false, false)
+	if _, err := b.MGet(ctx, "k"); err != nil { // a good probe
+		t.Fatal(err)
+	}
+	_, _ = b.MGet(ctx, "k")
+	want := []cache.BreakerState{cache.BreakerClosed, cache.BreakerOpen, cache.BreakerHalfOpen, cache.BreakerOpen,
+		cache.BreakerHalfOpen, cache.BreakerClosed}
+	if !slices.Equal(states, want) {
+		t.Errorf("states %v, want %v", states, want)
 	}
 }

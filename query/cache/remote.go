@@ -80,7 +80,26 @@ type BreakerOptions struct {
 	Cooldown time.Duration
 	// Now is the clock (time.Now).
 	Now func() time.Time
+	// OnStateChange, when set, is called with the breaker's state when it is built
+	// (closed) and at every change: the composition root records it as
+	// mediamesh_circuit_breaker_state. It runs under the breaker's lock: it must
+	// be quick and must not call the breaker.
+	OnStateChange func(BreakerState)
 }
+
+// BreakerState is a Breaker's state, numbered as
+// mediamesh_circuit_breaker_state reports it.
+type BreakerState int
+
+// States of a Breaker.
+const (
+	// BreakerClosed: calls go through.
+	BreakerClosed BreakerState = 0
+	// BreakerHalfOpen: the cooldown is over and one probe call is in flight.
+	BreakerHalfOpen BreakerState = 1
+	// BreakerOpen: calls fail at once with ErrBreakerOpen until the cooldown ends.
+	BreakerOpen BreakerState = 2
+)
 
 // Breaker wraps a Remote in a circuit breaker: after Failures consecutive failed
 // calls it fails every call at once for Cooldown, then lets one call through; its
@@ -97,6 +116,7 @@ type Breaker struct {
 	failures  int
 	openUntil time.Time
 	probing   bool
+	state     BreakerState
 }
 
 // NewBreaker returns r behind a breaker.
@@ -113,7 +133,21 @@ func NewBreaker(r Remote, opts BreakerOptions) *Breaker {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.OnStateChange != nil {
+		opts.OnStateChange(BreakerClosed)
+	}
 	return &Breaker{r: r, opts: opts}
+}
+
+// setState records s and reports a change; b.mu is held.
+func (b *Breaker) setState(s BreakerState) {
+	if s == b.state {
+		return
+	}
+	b.state = s
+	if b.opts.OnStateChange != nil {
+		b.opts.OnStateChange(s)
+	}
 }
 
 // Open reports whether the breaker is open now.
@@ -135,6 +169,7 @@ func (b *Breaker) allow() (ok, probe bool) {
 		return false, false
 	}
 	b.probing = true
+	b.setState(BreakerHalfOpen)
 	return true, true
 }
 
@@ -154,6 +189,11 @@ func (b *Breaker) done(caller context.Context, probe bool, err error) {
 		if b.failures >= b.opts.Failures {
 			b.openUntil = b.opts.Now().Add(b.opts.Cooldown)
 		}
+	}
+	if b.failures >= b.opts.Failures {
+		b.setState(BreakerOpen)
+	} else {
+		b.setState(BreakerClosed)
 	}
 }
 
