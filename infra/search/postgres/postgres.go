@@ -1,5 +1,5 @@
 // Package postgres is the embedded search adapter: PostgreSQL full-text search
-// combined with pg_trgm similarity on titles. It implements the search projection's
+// combined with pg_trgm similarity on title words. It implements the search projection's
 // ports (search.Writer, search.Reader, search.Admin) and passes the conformance
 // suite in infra/search/searchtest.
 //
@@ -7,7 +7,7 @@
 //
 // Each index is one table, search_<index> (e.g. search_programs_v1), created by
 // EnsureIndex. A row holds the document, its version, a folded title (search_norm:
-// unaccented, lower case) under a trigram GIN index, a title tsvector and a
+// unaccented, lower case; it scores typo matches), a title tsvector and a
 // weighted tsvector of the whole document under GIN indexes (title A, tags B,
 // episode titles C, description D; the 'simple' configuration, no stemming: the
 // catalog is multilingual), and btree indexes on category and language. Deleting
@@ -15,16 +15,26 @@
 // remembers the version, so an older redelivered upsert cannot bring the document
 // back; tombstones never match a text query and the match-all query skips them.
 //
+// Beside it, searchwords_<index> is the index's vocabulary: every word that is or
+// was in a title (folded like the titles), under a trigram GIN index, against which
+// typos are corrected. Upsert adds the words of the titles it writes in the same
+// statement; nothing removes them (a word no title holds any more only costs a
+// correction that finds nothing, until the next rebuild). EnsureIndex fills it from
+// the titles when an index created before the vocabulary existed lacks it.
+//
 // # Query
 //
 // The words of the text must all match (AND), the last one as a prefix, as in
 // Meilisearch. Typos are found through the title: a title with, for each word of
-// four letters or more, a word within pg_trgm's word similarity 0.5 matches too
-// ("nordik noir" finds "Nordic Noir"), ranked below exact matches. One statement
-// returns the page, the capped total and both facets, in one round trip; its
-// candidate sources and their caps are described at buildSQL. Performance
-// (BenchmarkSearch100k, 100,000 programs, 2 cores): about 3 ms of PostgreSQL CPU
-// per search for searches of titles, 4.5 ms for single very frequent words.
+// four letters or more, a vocabulary word within pg_trgm's word similarity 0.5
+// (one of the closest few) matches too ("nordik noir" finds "Nordic Noir"), ranked
+// below exact matches and looked for only when the exact matches do not fill the
+// requested page. One statement returns the page, the capped total and both
+// facets, in one round trip; its candidate sources and their caps are described at
+// buildSQL. Performance (the searches of `mediamesh bench query`, 100,000
+// programs, 2 cores shared with other work): a mean of 1 to 4 ms per search,
+// about 750 searches/s through the adapter with 16 clients (the earlier typo
+// source, word similarity over the title trigram index, allowed about 220).
 //
 // # Reads and writes
 //
@@ -66,22 +76,28 @@ func New(pool *pgxpool.Pool) (*Index, error) {
 }
 
 // names are the identifiers of one index's table and its indexes. Swap renames all
-// of them, so they always follow the table's current name.
+// of them, so they always follow the table's current name (trgm is the title
+// trigram index of earlier versions, which upgrade drops).
 type names struct {
 	table, pkey, tsv, titleTSV, trgm, category, language string
+	// words is the index's vocabulary of title words (see upgrade); its name
+	// starts with "searchwords_", which no index table's name does.
+	words, wordsPkey, wordsTrgm string
 }
 
 func namesOf(index string) (names, error) {
 	if err := search.ValidateIndexName(index); err != nil {
 		return names{}, err
 	}
-	return tableNames("search_" + index), nil
+	return tableNames(index), nil
 }
 
-func tableNames(t string) names {
+func tableNames(index string) names {
+	t, w := "search_"+index, "searchwords_"+index
 	return names{
 		table: t, pkey: t + "_pkey", tsv: t + "_tsv", titleTSV: t + "_title_tsv", trgm: t + "_title_trgm",
 		category: t + "_category", language: t + "_language",
+		words: w, wordsPkey: w + "_pkey", wordsTrgm: w + "_trgm",
 	}
 }
 
@@ -122,7 +138,6 @@ func (x *Index) EnsureIndex(ctx context.Context, index string) error {
 		)`,
 		`CREATE INDEX IF NOT EXISTS ` + ident(n.tsv) + ` ON ` + ident(n.table) + ` USING gin (tsv) WITH (fastupdate = off)`,
 		`CREATE INDEX IF NOT EXISTS ` + ident(n.titleTSV) + ` ON ` + ident(n.table) + ` USING gin (title_tsv) WITH (fastupdate = off)`,
-		`CREATE INDEX IF NOT EXISTS ` + ident(n.trgm) + ` ON ` + ident(n.table) + ` USING gin (title_norm gin_trgm_ops) WITH (fastupdate = off)`,
 		`CREATE INDEX IF NOT EXISTS ` + ident(n.category) + ` ON ` + ident(n.table) + ` (category)`,
 		`CREATE INDEX IF NOT EXISTS ` + ident(n.language) + ` ON ` + ident(n.table) + ` (language)`,
 	}
@@ -135,11 +150,45 @@ func (x *Index) EnsureIndex(ctx context.Context, index string) error {
 				return err
 			}
 		}
-		return nil
+		return upgrade(ctx, tx, n)
 	})
 }
 
-// DropIndex drops the index's table; a missing index is not an error.
+// upgrade brings an index created by an earlier version of the adapter to the
+// current layout; the caller holds the index's advisory lock. It drops the
+// trigram index of the titles, which typo matching no longer uses (it cost every
+// upsert a GIN update per title trigram), and creates the vocabulary: every word
+// that is or was in a title (insert-only, filled by Upsert), under a trigram
+// index, so a typo is corrected against a few tens of thousands of words instead
+// of every title (see buildSQL). An existing index's vocabulary is filled from
+// its titles (about a second per 100,000 programs).
+func upgrade(ctx context.Context, tx pgx.Tx, n names) error {
+	if _, err := tx.Exec(ctx, `DROP INDEX IF EXISTS `+ident(n.trgm)); err != nil {
+		return err
+	}
+	ok, err := tableExists(ctx, tx, n.words)
+	if err != nil || ok {
+		return err
+	}
+	stmts := []string{
+		`CREATE TABLE ` + ident(n.words) + ` (
+			word text NOT NULL,
+			CONSTRAINT ` + ident(n.wordsPkey) + ` PRIMARY KEY (word)
+		)`,
+		`INSERT INTO ` + ident(n.words) + ` (word)
+			SELECT DISTINCT w FROM ` + ident(n.table) + `, unnest(tsvector_to_array(title_tsv)) AS w ORDER BY 1`,
+		`CREATE INDEX ` + ident(n.wordsTrgm) + ` ON ` + ident(n.words) + ` USING gin (word gin_trgm_ops) WITH (fastupdate = off)`,
+		`ANALYZE ` + ident(n.words),
+	}
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DropIndex drops the index's tables; a missing index is not an error.
 func (x *Index) DropIndex(ctx context.Context, index string) error {
 	n, err := namesOf(index)
 	if err != nil {
@@ -149,7 +198,7 @@ func (x *Index) DropIndex(ctx context.Context, index string) error {
 		if _, err := tx.Exec(ctx, lockSQL, index); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+ident(n.table))
+		_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+ident(n.table)+`, `+ident(n.words))
 		return err
 	})
 }
@@ -171,8 +220,9 @@ func (x *Index) Swap(ctx context.Context, a, b string) error {
 	if a == b {
 		return fmt.Errorf("swap search index %s with itself: %w", a, search.ErrInvalidIndexName)
 	}
-	// "search__swap" cannot be the table of a valid index name (they start with a letter).
-	tmp := tableNames("search__swap")
+	// "search__swap" and "searchwords__swap" cannot be the tables of a valid index
+	// name (they start with a letter).
+	tmp := tableNames("_swap")
 	return x.inTx(ctx, fmt.Sprintf("swap search indexes %s and %s", a, b), func(tx pgx.Tx) error {
 		// Lock in a fixed order so two concurrent swaps cannot deadlock.
 		first, second := a, b
@@ -192,6 +242,9 @@ func (x *Index) Swap(ctx context.Context, a, b string) error {
 			if !ok {
 				return fmt.Errorf("%s: %w", strings.TrimPrefix(n.table, "search_"), search.ErrIndexNotFound)
 			}
+			if err := upgrade(ctx, tx, n); err != nil {
+				return err
+			}
 		}
 		for _, step := range [][2]names{{na, tmp}, {nb, na}, {tmp, nb}} {
 			if err := rename(ctx, tx, step[0], step[1]); err != nil {
@@ -210,7 +263,9 @@ func rename(ctx context.Context, tx pgx.Tx, from, to names) error {
 		`ALTER INDEX ` + ident(from.titleTSV) + ` RENAME TO ` + ident(to.titleTSV),
 		`ALTER INDEX ` + ident(from.category) + ` RENAME TO ` + ident(to.category),
 		`ALTER INDEX ` + ident(from.language) + ` RENAME TO ` + ident(to.language),
-		`ALTER INDEX ` + ident(from.trgm) + ` RENAME TO ` + ident(to.trgm),
+		`ALTER TABLE ` + ident(from.words) + ` RENAME TO ` + ident(to.words),
+		`ALTER INDEX ` + ident(from.wordsPkey) + ` RENAME TO ` + ident(to.wordsPkey),
+		`ALTER INDEX ` + ident(from.wordsTrgm) + ` RENAME TO ` + ident(to.wordsTrgm),
 	}
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {

@@ -26,6 +26,9 @@ const (
 	// n"), checked as a prefix on the rows the other words found; alone it must
 	// match a whole word.
 	minIndexedPrefixRunes = 3
+	// maxCorrections bounds the vocabulary words a typo word is corrected to (the
+	// most similar ones): the corrected query reads that many posting lists per word.
+	maxCorrections = "8"
 )
 
 // parsedText is a query text prepared for SQL. Words are runs of letters, digits
@@ -86,11 +89,13 @@ func parseText(text string) parsedText {
 	return pt
 }
 
-// wordSimilarityThreshold is the pg_trgm word similarity from which a title counts
-// as a (typo-tolerant) match of the text. pg_trgm's default of 0.6 misses one
-// missing letter in a word of nine ("gardning"); 0.5 finds it and most single typos
-// in words of five letters or more, close to Meilisearch's rule of one typo from
-// five letters. Each search sets it for its own transaction only (setupSQL).
+// wordSimilarityThreshold is the pg_trgm word similarity from which a title word
+// counts as a (typo-tolerant) match of a word of the text. pg_trgm's default of
+// 0.6 misses one missing letter in a word of nine ("gardning"); 0.5 finds it and
+// most single typos in words of five letters or more, close to Meilisearch's rule
+// of one typo from five letters (two swapped letters, which lose more trigrams,
+// are looked up as such: see buildSQL). Each search sets it for its own
+// transaction only (setupSQL).
 const wordSimilarityThreshold = "0.5"
 
 func emptyResult() search.Result {

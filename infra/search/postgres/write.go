@@ -27,8 +27,12 @@ type docRow struct {
 }
 
 // upsertSQL writes a batch; the conflict clause's WHERE is the version guard: a row
-// (document or tombstone) is only replaced by a strictly newer version.
-const upsertSQL = `INSERT INTO {table} AS t (id, version, deleted, title, description, category, language,
+// (document or tombstone) is only replaced by a strictly newer version. The same
+// statement adds the title words of the rows it wrote to the vocabulary
+// ({words}), in sorted order, so concurrent batches cannot deadlock on them; the
+// vocabulary is insert-only (a word no title holds any more only costs a
+// correction that finds nothing, until the next rebuild).
+const upsertSQL = `WITH w AS (INSERT INTO {table} AS t (id, version, deleted, title, description, category, language,
 	tags, episode_titles, episode_count, published_at, title_norm, title_tsv, tsv)
 SELECT d.id, d.version, false, d.title, d.description, d.category, d.language,
 	d.tags, d.episode_titles, d.episode_count, d.published_at, search_norm(d.title),
@@ -45,7 +49,13 @@ ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = false, titl
 	tags = excluded.tags, episode_titles = excluded.episode_titles,
 	episode_count = excluded.episode_count, published_at = excluded.published_at,
 	title_norm = excluded.title_norm, title_tsv = excluded.title_tsv, tsv = excluded.tsv
-WHERE t.version < excluded.version`
+WHERE t.version < excluded.version
+RETURNING t.title_tsv)
+INSERT INTO {words} (word)
+SELECT DISTINCT l FROM w, unnest(tsvector_to_array(w.title_tsv)) AS l
+WHERE NOT EXISTS (SELECT 1 FROM {words} v WHERE v.word = l)
+ORDER BY 1
+ON CONFLICT DO NOTHING`
 
 // deleteSQL turns rows into tombstones (or inserts tombstones for ids never seen,
 // so an older upsert arriving later is still ignored).
@@ -87,7 +97,8 @@ func (x *Index) Upsert(ctx context.Context, index string, docs []search.Document
 	if err != nil {
 		return fmt.Errorf("upsert into search index %s: %w", index, err)
 	}
-	if _, err := x.pool.Exec(ctx, strings.ReplaceAll(upsertSQL, "{table}", ident(n.table)), payload); err != nil {
+	stmt := strings.NewReplacer("{table}", ident(n.table), "{words}", ident(n.words)).Replace(upsertSQL)
+	if _, err := x.pool.Exec(ctx, stmt, payload); err != nil {
 		return fmt.Errorf("upsert into search index %s: %w", index, mapErr(err))
 	}
 	return nil
