@@ -125,7 +125,11 @@ const (
 //
 // IDs are program ids, best first; ties are broken by PublishedAt (newest first) and
 // then by ID, so paging is stable. Total counts the hits that match the text and
-// the filters, capped at MaxHits.
+// the filters, capped at MaxHits. Typo matches rank below every exact match, so an
+// adapter may look for them only when the exact matches do not fill the requested
+// page (the PostgreSQL adapter does): Total and the facets then count the exact
+// matches alone, and may grow on a page that reaches past them. Meilisearch always
+// counts both.
 //
 // Facets count, per category and per language, the documents that match the text
 // query, before the Category and Language filters are applied: a client shows every
