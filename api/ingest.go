@@ -1,10 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -155,6 +160,9 @@ func (s *server) closeUnreadIngest(c *fiber.Ctx) error {
 //	503  the job store or the queue failed (a job, if recorded, is named and failed)
 //
 // An item's own problems never fail the request: they are in the job.
+//
+// An Idempotency-Key is honoured as for commands (see idempotentIngest) by a
+// server with an idempotency store (every server that serves commands has one).
 func (s *server) submitIngest(c *fiber.Ctx) error {
 	if ce := strings.TrimSpace(c.Get(fiber.HeaderContentEncoding)); ce != "" && !strings.EqualFold(ce, "identity") {
 		return errUnsupportedMediaType("Content-Encoding is not supported on requests")
@@ -167,18 +175,136 @@ func (s *server) submitIngest(c *fiber.Ctx) error {
 		body = strings.NewReader(string(c.Body()))
 	}
 	r := &deadlineReader{r: body, c: c, idle: s.cfg.ReadTimeout}
+	if key := c.Get(HeaderIdempotencyKey); key != "" && s.deps.Idempotency != nil {
+		return s.idempotentIngest(c, key, r)
+	}
+	resp, err := s.runIngest(c, r)
+	if err != nil {
+		return err
+	}
+	return sendStored(c, resp, false)
+}
+
+// runIngest submits the feed read from r and returns the 202 response, or the
+// error to answer.
+func (s *server) runIngest(c *fiber.Ctx, r *deadlineReader) (storedResponse, error) {
 	ct := strings.Clone(c.Get(fiber.HeaderContentType))
 	actor := principalOf(c).Subject
 	id, err := s.deps.Ingest.Submit(c.UserContext(), ct, r, actor)
 	if r.eof {
 		c.Locals(ingestBodyDone{}, true)
 	}
-	if err == nil {
-		c.Location(ingestPath + "/" + id)
-		c.Set(fiber.HeaderCacheControl, "no-store")
-		return c.Status(http.StatusAccepted).JSON(fiber.Map{"job_id": id})
+	if err != nil {
+		return storedResponse{}, ingestProblem(c, id, err)
 	}
-	return ingestProblem(c, id, err)
+	body, _ := json.Marshal(map[string]string{"job_id": id}) // a string always marshals
+	return storedResponse{
+		Status: http.StatusAccepted,
+		Headers: map[string]string{
+			fiber.HeaderContentType: fiber.MIMEApplicationJSON,
+			fiber.HeaderLocation:    ingestPath + "/" + id,
+		},
+		Body: body,
+	}, nil
+}
+
+// ingestIdempotencyLease is how long a POST /v1/ingest holds its Idempotency-Key
+// against retries while it runs: an upload may take much longer than a command, and
+// a retry that took the key over from a running upload would start a second job.
+// The price: after a crash mid-upload a retry with the same key is 409 (in
+// progress) until the lease ends; a new key submits at once.
+const ingestIdempotencyLease = 30 * time.Minute
+
+// idempotentIngest is POST /v1/ingest with an Idempotency-Key (API.md
+// "Commands"): the same key and body as a completed submission answer its 202
+// again (the same job, Idempotent-Replayed: true, nothing enqueued); the key with a
+// different body, or while its first submission still runs, is 409.
+//
+// The body is streamed, so its hash is known only once it is read: the key is
+// claimed first under the route's hash (a lock against concurrent retries), and
+// the body's SHA-256, computed while Submit reads it, is stored with the response.
+// A retry of a completed key reads its body only to hash it and compares. Only a
+// 202 whose body was read to its end is kept; any other outcome releases the key,
+// and a retry runs again (a refused feed is refused again; a job recorded before a
+// failure stays, failed).
+func (s *server) idempotentIngest(c *fiber.Ctx, key string, r *deadlineReader) error {
+	if !validIdempotencyKey(key) {
+		return errBadRequest("invalid header", FieldError{Field: HeaderIdempotencyKey, Message: "must be 1–255 visible ASCII characters"})
+	}
+	r.hash = sha256.New()
+	scoped := scopedKey(principalOf(c).Subject, c.Method(), c.Route().Path, key)
+	lock := requestHash(c.Method(), c.Path(), nil)
+	claimID := newClaimID()
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.CommandTimeout)
+	defer cancel()
+	lease := max(s.cfg.IdempotencyLease, ingestIdempotencyLease)
+	claimed, storedHash, stored, err := s.deps.Idempotency.Claim(ctx, scoped, claimID, lock, lease, s.cfg.IdempotencyTTL)
+	if err != nil {
+		s.log.Error("claim idempotency key", slog.String("request_id", requestIDOf(c)), slog.String("error", err.Error()))
+		return errUnavailable("the idempotency store is unavailable; retry later")
+	}
+	reused := &httpError{status: http.StatusConflict, kind: "idempotency-key-reused",
+		detail: "this Idempotency-Key was used for a different request"}
+	if !claimed {
+		switch {
+		case !bytes.Equal(storedHash, lock):
+			return reused
+		case stored == nil:
+			return &httpError{status: http.StatusConflict, kind: "idempotency-key-in-progress",
+				detail:  "a request with this Idempotency-Key is still in progress",
+				headers: map[string]string{fiber.HeaderRetryAfter: "1"}}
+		}
+		var resp ingestStored
+		if err := json.Unmarshal(stored, &resp); err != nil {
+			return errors.Join(errInternal, err)
+		}
+		// Read the body only to compare it with the first one.
+		limited := io.LimitReader(r, s.deps.Ingest.MaxFeedBytes()+1)
+		n, err := io.Copy(io.Discard, limited)
+		if r.eof || (err == nil && n <= s.deps.Ingest.MaxFeedBytes()) {
+			c.Locals(ingestBodyDone{}, true)
+		}
+		switch {
+		case err != nil:
+			return ingestProblem(c, "", err)
+		case n > s.deps.Ingest.MaxFeedBytes() || !bytes.Equal(r.hash.Sum(nil), resp.BodyHash):
+			return reused
+		}
+		return sendStored(c, resp.storedResponse, true)
+	}
+
+	done := false
+	defer func() {
+		if !done { // Submit panicked: free the key at once rather than after the lease
+			s.release(c, scoped, claimID)
+		}
+	}()
+	resp, err := s.runIngest(c, r)
+	done = true
+	if err != nil || !r.eof {
+		s.release(c, scoped, claimID)
+		if err != nil {
+			return err
+		}
+		return sendStored(c, resp, false)
+	}
+	data, merr := json.Marshal(ingestStored{storedResponse: resp, BodyHash: r.hash.Sum(nil)})
+	if merr == nil {
+		merr = s.deps.Idempotency.Complete(context.WithoutCancel(ctx), scoped, claimID, data)
+	}
+	if merr != nil {
+		// The job exists; the client gets its id. A retry finds the claim held until
+		// the lease ends, then submits again (a second job, which appends nothing new).
+		s.log.Error("complete idempotency key", slog.String("request_id", requestIDOf(c)), slog.String("error", merr.Error()))
+	}
+	return sendStored(c, resp, false)
+}
+
+// ingestStored is a POST /v1/ingest response as its Idempotency-Key record keeps
+// it: the response and the SHA-256 of the feed it answered.
+type ingestStored struct {
+	storedResponse
+	BodyHash []byte `json:"body_hash"`
 }
 
 // ingestProblem maps Submit's errors (see submitIngest).
@@ -229,11 +355,14 @@ func (s *server) ingestJob(c *fiber.Ctx) error {
 // before every read: the server's ReadTimeout bounds the wait for each chunk, not the
 // whole upload (a gigabyte takes longer than 30 s, and fasthttp sets one deadline
 // for the whole request). A stalled client still times out.
+//
+// hash, when set, receives every byte read (the body's hash for Idempotency-Key).
 type deadlineReader struct {
 	r    io.Reader
 	c    *fiber.Ctx
 	idle time.Duration
 	eof  bool
+	hash hash.Hash
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
@@ -241,6 +370,9 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 		_ = conn.SetReadDeadline(time.Now().Add(d.idle))
 	}
 	n, err := d.r.Read(p)
+	if d.hash != nil && n > 0 {
+		d.hash.Write(p[:n])
+	}
 	if errors.Is(err, io.EOF) {
 		d.eof = true
 	}

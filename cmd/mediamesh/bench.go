@@ -42,6 +42,7 @@ func benchSuites() map[string]benchSuite {
 		"append":  benchAppend,
 		"assets":  benchAssets,
 		"auth":    benchAuth,
+		"ingest":  benchIngest,
 		"project": benchProject,
 		"query":   benchQuery,
 		"replay":  benchReplay,

@@ -31,10 +31,6 @@ type eventStore interface {
 type deps struct {
 	pool  *pgxpool.Pool
 	store eventStore
-	// raw is the event store as opened, before newObservability instruments store:
-	// the ingest worker appends through it so that the upsert handler sees the
-	// PostgreSQL adapter's AppendMany (the instrumented wrapper hides it).
-	raw eventStore
 	// redis is the shared Redis client; nil when MEDIAMESH_REDIS_URL=off.
 	redis goredis.UniversalClient
 	// obs are the process's metrics and tracing (set by startServerWith, which also
@@ -124,7 +120,6 @@ func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, 
 		d.close()
 		return nil, fmt.Errorf("%s=%s: unknown event store", config.KeyEventStore, cfg.EventStore)
 	}
-	d.raw = d.store
 	return d, nil
 }
 

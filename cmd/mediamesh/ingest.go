@@ -32,8 +32,9 @@ import (
 // partition, and the partitions bound the items applied at once.
 const ingestPartitions = 8
 
-// ingestConcurrency bounds the items one worker applies at once: two per
-// partition, so a partition whose item waits on a commit does not idle the worker.
+// ingestConcurrency bounds the messages (of up to 100 items each) one worker
+// applies at once: two per partition, so a partition whose message waits on a
+// commit does not idle the worker.
 const ingestConcurrency = 2 * ingestPartitions
 
 // ingestPoolConns is the primary pool's default size in processes that run an
@@ -53,9 +54,13 @@ const (
 // errIngestBus: the configured bus has no ingest adapter.
 var errIngestBus = errors.New("unknown bus for ingest")
 
-// ingestBusConfig is the PostgreSQL bus configuration of ingest.events.
+// ingestBusConfig is the PostgreSQL bus configuration of ingest.events. A message
+// carries up to 100 items, so a subscription reads one message per transaction:
+// that transaction holds back the event store's global log (and the bus's other
+// partitions) while its messages are applied, one message's time rather than 25's
+// (seconds, which stalled the projections behind a large feed).
 func ingestBusConfig(log *slog.Logger, component string) bussql.Config {
-	return bussql.Config{Partitions: ingestPartitions, Logger: watermill.NewSlogLogger(log.With("component", component))}
+	return bussql.Config{Partitions: ingestPartitions, BatchSize: 1, Logger: watermill.NewSlogLogger(log.With("component", component))}
 }
 
 // withPoolConns returns dbURL with pool_max_conns=n when it names no
@@ -121,8 +126,9 @@ func newIngestService(cfg config.Config, d *deps, log *slog.Logger) (*ingest.Ser
 // startIngestWorker runs an ingest worker in the background until the deps are
 // closed (`serve --role ingest`, all, and `mediamesh ingest` without
 // --no-worker): it consumes ingest.events in ingest.ConsumerGroup and applies each
-// item to the raw event store (d.raw: the PostgreSQL adapter's AppendMany makes
-// an item one transaction). Under the PostgreSQL bus it also prunes consumed
+// message's items to the event store (d.store, instrumented in a server: the
+// wrapper forwards the PostgreSQL adapter's AppendMany, which makes a round of
+// items one transaction). Under the PostgreSQL bus it also prunes consumed
 // messages. It returns the event store's readiness check.
 func startIngestWorker(ctx context.Context, cfg config.Config, d *deps, log *slog.Logger) ([]api.ReadinessCheck, error) {
 	var (
@@ -171,7 +177,7 @@ func startIngestWorker(ctx context.Context, cfg config.Config, d *deps, log *slo
 			log.Warn("close ingest subscriber", "error", err.Error())
 		}
 	})
-	w, err := ingest.NewWorker(pginfra.NewIngestJobs(d.pool), sub, d.raw, ingest.Config{
+	w, err := ingest.NewWorker(pginfra.NewIngestJobs(d.pool), sub, d.store, ingest.Config{
 		Concurrency: concurrency,
 		Logger:      log.With("component", "ingest-worker"),
 	})
@@ -180,7 +186,11 @@ func startIngestWorker(ctx context.Context, cfg config.Config, d *deps, log *slo
 	}
 	d.background(ctx, log, "ingest worker", w.Run)
 	log.Info("ingest worker running", "topic", ingest.Topic, "group", ingest.ConsumerGroup, "bus", string(cfg.Bus), "concurrency", concurrency)
-	return []api.ReadinessCheck{{Name: "eventstore", Check: telemetry.EventStoreCheck(d.store).Check}}, nil
+	kc, err := kafkaReadiness(cfg, d, kafka.TopicIngestEvents) // kafka.go
+	if err != nil {
+		return nil, err
+	}
+	return append([]api.ReadinessCheck{{Name: "eventstore", Check: telemetry.EventStoreCheck(d.store).Check}}, kc...), nil
 }
 
 // newIngestHTTP wires `serve --role ingest`: the worker runs in the background,

@@ -271,15 +271,7 @@ func (h UpsertProgramHandler) resolveExternalID(ctx context.Context, pointer str
 	if err != nil {
 		return "", fmt.Errorf("read external id pointer %s: %w", pointer, err)
 	}
-	ev, err := h.core.codec.DecodeEnvelope(envs[0])
-	if err != nil {
-		return "", fmt.Errorf("decode external id pointer %s: %w", pointer, err)
-	}
-	reg, ok := ev.(events.ProgramExternalIDRegistered)
-	if !ok || !validID(reg.ProgramID) {
-		return "", fmt.Errorf("external id pointer %s holds %T %+v, want ProgramExternalIDRegistered", pointer, ev, ev)
-	}
-	return reg.ProgramID, nil
+	return h.pointerProgram(pointer, envs)
 }
 
 // registerExternalID appends the external id's pointer naming programID and returns

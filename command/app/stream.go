@@ -93,6 +93,12 @@ func (c core) loadProgram(ctx context.Context, programID string) (loaded, error)
 	if err != nil {
 		return loaded{}, err
 	}
+	return c.programFrom(programID, envs)
+}
+
+// programFrom decodes a program's stored events (at least one) and rebuilds the
+// aggregate.
+func (c core) programFrom(programID string, envs []events.Envelope) (loaded, error) {
 	records := make([]program.Recorded, len(envs))
 	for i, env := range envs {
 		ev, err := c.codec.DecodeEnvelope(env)

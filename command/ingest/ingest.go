@@ -1,7 +1,9 @@
 // Package ingest is the ingest path of API.md "Ingest feeds": a feed is read and
-// validated while it is uploaded, each valid item becomes one message on the
-// ingest.events topic, and workers turn each message into the UpsertProgram command
-// of command/app. Jobs (not event-sourced) record what happened to every item.
+// validated while it is uploaded, valid items travel in batches of up to
+// Config.MessageItems per message on the ingest.events topic, and workers turn
+// each message's items into UpsertProgram commands of command/app, applied
+// together (app.UpsertProgramHandler.HandleBatch). Jobs (not event-sourced) record
+// what happened to every item.
 //
 // # When POST /v1/ingest answers
 //
@@ -26,15 +28,31 @@
 // # Exactly-once effects on an at-least-once queue
 //
 // Messages may be delivered more than once (a worker killed before its ack, a
-// rebalance). Every id an item creates and every event id it appends derive from
-// (job id, item index), so a redelivered item appends nothing twice; and each
-// item's outcome is recorded under (job id, item index), so counts stay exact.
+// rebalance). An item is decided against the stored state, so one whose events are
+// stored appends nothing when it comes again; every id an item creates and every
+// event id it appends derive from (job id, item index); and each item's outcome is
+// recorded under (job id, item index), so counts stay exact. A message is acked
+// only once all its items' outcomes are recorded.
+//
+// # Throughput
+//
+// A bus delivers one message per partition at a time (Watermill SQL, Kafka), and
+// an item alone costs a few round trips and a commit, so one item per message
+// bounded a worker to partitions / latency (some 300–800 items/s here). So the
+// submitter groups items into messages of up to Config.MessageItems (100), and the
+// worker applies a message's items together: with the PostgreSQL store, one read
+// of their pointers, one of their programs and one transaction (AppendMany,
+// written set-wise) per round of items (see app.UpsertProgramHandler.HandleBatch).
 //
 // # Order
 //
-// Messages are keyed by the program's external id (PartitionKeyMetadata): items of
-// one external id stay in feed order on one partition, items of different ids are
-// processed in parallel (one in flight per partition, Config.Concurrency at most).
+// Items are spread over 128 buckets by their external id (bucketOf); a message
+// carries items of one bucket, in feed order, keyed by the bucket
+// (PartitionKeyMetadata). So items of one external id stay in feed order on one
+// partition, within a message (HandleBatch applies them in rounds) and across
+// messages; buckets and partitions are processed in parallel (one message in
+// flight per partition, Config.Concurrency at most). A bucket's items wait for a
+// full message at most Config.ProgressEvery (1 s), or until the feed ends.
 package ingest
 
 import (
@@ -60,8 +78,14 @@ const PartitionKeyMetadata = "partition_key"
 // shape can be told apart from this one.
 const MessageTypeMetadata = "message_type"
 
-// MessageType is the current shape of an ingest message (itemMessage).
+// MessageType is the shape of an ingest message that carries one item
+// (itemMessage): what Submit published before BatchMessageType; workers still
+// apply it.
 const MessageType = "mediamesh.ingest.item.v1"
+
+// BatchMessageType is the shape of the ingest messages Submit publishes
+// (batchMessage): up to Config.MessageItems items of one job and one bucket.
+const BatchMessageType = "mediamesh.ingest.batch.v1"
 
 // MaxErrors is how many item errors a job keeps (API.md: the first 1,000); its
 // counts stay exact beyond that.

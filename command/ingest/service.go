@@ -18,6 +18,9 @@ import (
 const (
 	DefaultMaxFeedBytes    = 1 << 30
 	DefaultPublishBatch    = 500
+	DefaultMessageItems    = 100
+	DefaultMessageBytes    = 256 << 10
+	maxBufferedBytes       = 8 << 20
 	DefaultProgressEvery   = time.Second
 	DefaultStaleAfter      = 2 * time.Minute
 	DefaultConcurrency     = 16
@@ -34,16 +37,24 @@ type Config struct {
 	MaxFeedBytes int64
 	// Limits bound one item (command/feed's defaults: 1 MiB per line or record).
 	Limits feed.Limits
-	// PublishBatch is how many messages one Publish call carries (500).
+	// PublishBatch is how many items the messages of one Publish call carry at
+	// least, unless the feed ended or ProgressEvery passed (500).
 	PublishBatch int
+	// MessageItems is how many items one message carries at most (100); a
+	// worker applies a message's items together (one event-store transaction
+	// per round with the PostgreSQL store).
+	MessageItems int
+	// MessageBytes bounds a message's payload (256 KiB), except that a larger
+	// item goes alone.
+	MessageBytes int
 	// ProgressEvery is how often a running submission records its progress at
 	// least (1 s); it also flushes a partial batch then.
 	ProgressEvery time.Duration
 	// StaleAfter: a submission whose progress is older than this is reported as
 	// failed (its process died mid-upload) (2 min).
 	StaleAfter time.Duration
-	// Concurrency bounds the items a worker applies at once (16). The bus bounds it
-	// too: one message in flight per partition.
+	// Concurrency bounds the messages a worker applies at once (16). The bus bounds
+	// it too: one message in flight per partition.
 	Concurrency int
 	// MaxAttempts is how many times a worker tries an item that fails for a reason
 	// other than the item itself (store down, conflicts beyond the retries) before
@@ -64,6 +75,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PublishBatch <= 0 {
 		c.PublishBatch = DefaultPublishBatch
+	}
+	if c.MessageItems <= 0 {
+		c.MessageItems = DefaultMessageItems
+	}
+	if c.MessageBytes <= 0 {
+		c.MessageBytes = DefaultMessageBytes
 	}
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = DefaultProgressEvery
@@ -168,16 +185,31 @@ func (s *Service) Submit(ctx context.Context, contentType string, body io.Reader
 	return jobID, sub.run(ctx, parser)
 }
 
-// submission is one Submit's state.
+// submission is one Submit's state. Valid items wait in their bucket (bucketOf)
+// until it holds a message's worth (Config.MessageItems or MessageBytes); full
+// messages wait in batch until they carry PublishBatch items (or 8 MiB). At
+// ProgressEvery and at the end every bucket is sent as it is. So a submission
+// holds at most some 16 MiB of items, however large the feed.
 type submission struct {
-	s         *Service
-	jobID     string
-	actor     string
-	progress  Progress
-	batch     []*message.Message
-	rejected  []ItemOutcome
-	kept      int // rejected items passed to the store (at most MaxErrors)
-	lastFlush time.Time
+	s          *Service
+	jobID      string
+	actor      string
+	progress   Progress
+	buckets    [buckets]pendingBucket
+	buffered   int // bytes waiting in buckets
+	batch      []*message.Message
+	batchItems int
+	batchBytes int
+	rejected   []ItemOutcome
+	kept       int // rejected items passed to the store (at most MaxErrors)
+	lastFlush  time.Time
+}
+
+// pendingBucket is the encoded items of one bucket not in a message yet.
+type pendingBucket struct {
+	first int // index of the first item
+	items [][]byte
+	bytes int
 }
 
 func (sub *submission) run(ctx context.Context, parser *feed.Parser) error {
@@ -198,15 +230,11 @@ func (sub *submission) run(ctx context.Context, parser *feed.Parser) error {
 				sub.kept++
 				sub.rejected = append(sub.rejected, ItemOutcome{JobID: sub.jobID, Index: it.Index, Line: it.Line, ExternalID: it.ExternalID, Message: it.Problem})
 			}
-		} else {
-			m, err := newMessage(sub.jobID, sub.actor, it)
-			if err != nil {
-				return sub.abort(ctx, err)
-			}
-			sub.batch = append(sub.batch, m)
+		} else if err := sub.add(it); err != nil {
+			return sub.abort(ctx, err)
 		}
-		if len(sub.batch) >= sub.s.cfg.PublishBatch || sub.s.cfg.Now().Sub(sub.lastFlush) >= sub.s.cfg.ProgressEvery {
-			if err := sub.flush(ctx); err != nil {
+		if due := sub.s.cfg.Now().Sub(sub.lastFlush) >= sub.s.cfg.ProgressEvery; due || sub.batchItems >= sub.s.cfg.PublishBatch || sub.batchBytes >= maxBufferedBytes {
+			if err := sub.flush(ctx, due); err != nil {
 				return sub.abort(ctx, err)
 			}
 		}
@@ -215,7 +243,7 @@ func (sub *submission) run(ctx context.Context, parser *feed.Parser) error {
 	// The last write must land even when the request was cancelled meanwhile.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaultBookkeepingTime)
 	defer cancel()
-	if err := sub.flush(bctx); err != nil {
+	if err := sub.flush(bctx, true); err != nil {
 		return sub.abort(ctx, err)
 	}
 	return runErr
@@ -246,18 +274,83 @@ func (sub *submission) broke(ctx context.Context, err error) error {
 	}
 }
 
-// flush publishes the batch, then records the progress (with the batch counted)
-// and the rejections since the last flush.
-func (sub *submission) flush(ctx context.Context) error {
+// add puts a valid item into its bucket, and the bucket into a message when it is
+// full (or the buffered items take too much memory: then every bucket).
+func (sub *submission) add(it feed.Item) error {
+	raw, err := encodeBatchItem(it)
+	if err != nil {
+		return err
+	}
+	b := bucketOf(it.Program.ExternalID)
+	pb := &sub.buckets[b]
+	if len(pb.items) > 0 && pb.bytes+len(raw) > sub.s.cfg.MessageBytes {
+		if err := sub.seal(b); err != nil {
+			return err
+		}
+	}
+	if len(pb.items) == 0 {
+		pb.first = it.Index
+	}
+	pb.items = append(pb.items, raw)
+	pb.bytes += len(raw)
+	sub.buffered += len(raw)
+	if len(pb.items) >= sub.s.cfg.MessageItems || pb.bytes >= sub.s.cfg.MessageBytes {
+		if err := sub.seal(b); err != nil {
+			return err
+		}
+	}
+	if sub.buffered > maxBufferedBytes {
+		return sub.sealAll()
+	}
+	return nil
+}
+
+// seal turns bucket b's items into a message of the next batch.
+func (sub *submission) seal(b int) error {
+	pb := &sub.buckets[b]
+	if len(pb.items) == 0 {
+		return nil
+	}
+	m, err := newBatchMessage(sub.jobID, sub.actor, b, pb.first, pb.items)
+	if err != nil {
+		return err
+	}
+	sub.batch = append(sub.batch, m)
+	sub.batchItems += len(pb.items)
+	sub.batchBytes += pb.bytes
+	sub.buffered -= pb.bytes
+	pb.items, pb.bytes = nil, 0
+	return nil
+}
+
+// sealAll seals every bucket that holds items, in bucket order.
+func (sub *submission) sealAll() error {
+	for b := range sub.buckets {
+		if err := sub.seal(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush publishes the batch (after sealing every bucket when all is set), then
+// records the progress (with the batch counted) and the rejections since the last
+// flush.
+func (sub *submission) flush(ctx context.Context, all bool) error {
+	if all {
+		if err := sub.sealAll(); err != nil {
+			return err
+		}
+	}
 	if len(sub.batch) > 0 {
 		for _, m := range sub.batch {
 			m.SetContext(ctx)
 		}
 		if err := sub.s.pub.Publish(sub.s.cfg.Topic, sub.batch...); err != nil {
-			return fmt.Errorf("publish %d items to %s: %w", len(sub.batch), sub.s.cfg.Topic, err)
+			return fmt.Errorf("publish %d items to %s: %w", sub.batchItems, sub.s.cfg.Topic, err)
 		}
-		sub.progress.Enqueued += len(sub.batch)
-		sub.batch = sub.batch[:0]
+		sub.progress.Enqueued += sub.batchItems
+		sub.batch, sub.batchItems, sub.batchBytes = sub.batch[:0], 0, 0
 	}
 	if err := sub.s.jobs.RecordSubmission(ctx, sub.jobID, sub.progress, sub.rejected); err != nil {
 		return fmt.Errorf("record ingest job %s: %w", sub.jobID, err)

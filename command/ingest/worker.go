@@ -14,9 +14,9 @@ import (
 	"github.com/mediamesh/mediamesh/command/program"
 )
 
-// Worker consumes the ingest queue (`serve --role ingest`): each message is one
-// item, applied with app.UpsertProgramHandler, its outcome recorded in the job, and
-// only then acknowledged. Several workers (processes) may run in one consumer group.
+// Worker consumes the ingest queue (`serve --role ingest`): each message's items
+// are applied with app.UpsertProgramHandler.HandleBatch, their outcomes recorded in
+// the job, and only then the message is acknowledged. Several workers (processes) may run in one consumer group.
 type Worker struct {
 	jobs   JobStore
 	sub    message.Subscriber
@@ -102,9 +102,14 @@ func (w *Worker) consume(ctx context.Context) error {
 	}
 }
 
-// handle applies one message and acknowledges it once its outcome is recorded.
+// handle applies one message's items together (app.UpsertProgramHandler.
+// HandleBatch) and acknowledges it once their outcomes are recorded. An item
+// that failed for a reason other than itself (the store, conflicts beyond the
+// retries) sends the whole message back (nack) until MaxAttempts, then it is
+// recorded as failed: the items that did apply are applied again on redelivery,
+// which appends nothing (they match the stored state).
 func (w *Worker) handle(ctx context.Context, m *message.Message, out *outcomeWriter) {
-	im, err := decodeMessage(m)
+	ims, causes, err := decodeItems(m)
 	if err != nil {
 		// Not ours to apply nor to count: no job can be named. Dropping it is the
 		// only way to let the partition go on.
@@ -112,28 +117,43 @@ func (w *Worker) handle(ctx context.Context, m *message.Message, out *outcomeWri
 		m.Ack()
 		return
 	}
-	_, err = w.upsert.Handle(ctx, im.command(m.UUID))
+	cmds := make([]app.UpsertProgram, len(ims))
+	for k, im := range ims {
+		cmds[k] = im.command(causes[k])
+	}
+	res := w.upsert.HandleBatch(ctx, cmds)
 	if ctx.Err() != nil {
 		return
 	}
-	o := ItemOutcome{JobID: im.JobID, Index: im.Index, Line: im.Line, ExternalID: im.Program.ExternalID, OK: err == nil}
-	if err != nil {
-		if itemFault(err) {
-			o.Message = problemOf(err)
-		} else {
-			n := w.failed(m.UUID)
-			if n < w.cfg.MaxAttempts {
-				w.cfg.Logger.Warn("ingest: item failed, it will be delivered again", "job_id", im.JobID, "index", im.Index, "attempt", n, "error", err)
-				m.Nack()
-				return
+	outcomes := make([]ItemOutcome, len(ims))
+	var retry []int // items that failed, not by their own fault
+	for k, im := range ims {
+		o := ItemOutcome{JobID: im.JobID, Index: im.Index, Line: im.Line, ExternalID: im.Program.ExternalID, OK: res[k].Err == nil}
+		if err := res[k].Err; err != nil {
+			if itemFault(err) {
+				o.Message = problemOf(err)
+			} else {
+				retry = append(retry, k)
 			}
-			w.cfg.Logger.Error("ingest: item failed too often, recording it as failed", "job_id", im.JobID, "index", im.Index, "attempts", n, "error", err)
-			o.Message = fmt.Sprintf("not applied after %d attempts: %v", n, err)
+		}
+		outcomes[k] = o
+	}
+	if len(retry) > 0 {
+		first := ims[retry[0]]
+		n := w.failed(m.UUID)
+		if n < w.cfg.MaxAttempts {
+			w.cfg.Logger.Warn("ingest: items failed, the message will be delivered again", "job_id", first.JobID, "index", first.Index, "failed", len(retry), "attempt", n, "error", res[retry[0]].Err)
+			m.Nack()
+			return
+		}
+		w.cfg.Logger.Error("ingest: items failed too often, recording them as failed", "job_id", first.JobID, "index", first.Index, "failed", len(retry), "attempts", n, "error", res[retry[0]].Err)
+		for _, k := range retry {
+			outcomes[k].Message = fmt.Sprintf("not applied after %d attempts: %v", n, res[k].Err)
 		}
 	}
-	if err := out.record(ctx, o); err != nil {
+	if err := out.record(ctx, outcomes); err != nil {
 		if ctx.Err() == nil {
-			w.cfg.Logger.Warn("ingest: recording an outcome failed, the item will be delivered again", "job_id", im.JobID, "index", im.Index, "error", err)
+			w.cfg.Logger.Warn("ingest: recording outcomes failed, the message will be delivered again", "job_id", ims[0].JobID, "index", ims[0].Index, "error", err)
 			m.Nack()
 		}
 		return
@@ -189,7 +209,7 @@ type outcomeWriter struct {
 }
 
 type outcomeReq struct {
-	o    ItemOutcome
+	os   []ItemOutcome
 	done chan error
 }
 
@@ -211,9 +231,9 @@ func (w *outcomeWriter) run(ctx context.Context) {
 				break more
 			}
 		}
-		outcomes := make([]ItemOutcome, len(batch))
-		for i, r := range batch {
-			outcomes[i] = r.o
+		var outcomes []ItemOutcome
+		for _, r := range batch {
+			outcomes = append(outcomes, r.os...)
 		}
 		err := w.jobs.RecordOutcomes(ctx, outcomes)
 		for _, r := range batch {
@@ -222,9 +242,9 @@ func (w *outcomeWriter) run(ctx context.Context) {
 	}
 }
 
-// record waits until o is stored (or ctx ends).
-func (w *outcomeWriter) record(ctx context.Context, o ItemOutcome) error {
-	r := outcomeReq{o: o, done: make(chan error, 1)}
+// record waits until os are stored (or ctx ends).
+func (w *outcomeWriter) record(ctx context.Context, os []ItemOutcome) error {
+	r := outcomeReq{os: os, done: make(chan error, 1)}
 	select {
 	case w.reqs <- r:
 	case <-ctx.Done():

@@ -155,12 +155,6 @@ var (
 	appendAny      = appendSQL(bumpAny, "e.ord")
 	appendNoStream = appendSQL(bumpNoStream, "e.ord")
 	appendExact    = appendSQL(bumpExact, "e.ord")
-	// The statements of AppendMany: one per stream in one transaction, each
-	// given the number of events before it in the transaction (the last parameter)
-	// so that ordinals, and so positions, stay unique within the transaction.
-	appendManyAny      = appendSQL(bumpAny, "e.ord + $8::bigint")
-	appendManyNoStream = appendSQL(bumpNoStream, "e.ord + $8::bigint")
-	appendManyExact    = appendSQL(bumpExact, "e.ord + $9::bigint")
 )
 
 // batch is an append's events as column arrays.
