@@ -223,7 +223,7 @@ func specs() []spec {
 				return
 			},
 			func(c *Config) string { return c.ConsistencyWait.String() }},
-		{Key{Name: KeyTrustedProxies, Meaning: "comma-separated CIDRs of the reverse proxies in front (a bare IP is one address); only their `X-Forwarded-For` names the client IP"},
+		{Key{Name: KeyTrustedProxies, Meaning: "comma-separated CIDRs of the reverse proxies in front (a bare IP is one address); only their `X-Forwarded-For` names the client IP, and only their `X-Forwarded-Proto` and `X-Forwarded-Host` the base of asset URLs"},
 			func(c *Config, v string) (err error) { c.TrustedProxies, err = parseProxies(v); return },
 			func(c *Config) string { return joinPrefixes(c.TrustedProxies) }},
 		rateSpec(KeyRateAuthPerMin, "100", "register, login and refresh together: requests per minute per client IP", func(c *Config) *int { return &c.RateAuthPerMin }),
