@@ -34,7 +34,9 @@ func benchIngest(ctx context.Context, e env, cfg config.Config, log *slog.Logger
 	return bench.Ingest(ctx, bench.IngestConfig{
 		DatabaseURL: scratchURL,
 		Items:       int(min(o.MaxOps, ingestBenchItems)),
-		Bus:         ingestBusConfig(log, "bench-ingest"),
+		// The bus's own info lines (a schema check per partition, a stop per
+		// subscription) would drown the progress lines: warnings only.
+		Bus:         ingestBusConfig(newLogger(e.stderr, max(cfg.LogLevel, slog.LevelWarn)), "bench-ingest"),
 		Concurrency: ingestConcurrency,
 		Progress:    e.stderr,
 		Logger:      log,
