@@ -242,7 +242,7 @@ func Query(ctx context.Context, c QueryConfig) ([]Result, error) {
 	byIDUncached.AddNote("no in-process cache, no Redis: one PostgreSQL read per request")
 	searchUncached.AddTarget("throughput_per_s", AtLeast, TargetSearchUncachedPerS)
 	searchUncached.AddTarget("p99_ms", AtMost, TargetSearchUncachedP99Ms)
-	searchUncached.AddNote(fmt.Sprintf("no caches: the PostgreSQL search index (full text + trigram) over %d programs, then the programs' rows", c.Programs))
+	searchUncached.AddNote(fmt.Sprintf("no caches: the PostgreSQL search index (full text; typos corrected through a trigram index of the title words) over %d programs, then the programs' rows", c.Programs))
 	mixBase.AddNote("baseline of mix: a bare fiber handler returning a fixed body of the mix's mean size")
 	byIDBase.AddNote("baseline of by_id: a bare fiber handler returning a fixed body of by_id's mean size")
 	return []Result{mix, byID, byIDUncached, searchUncached, mixBase, byIDBase}, nil
