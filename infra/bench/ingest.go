@@ -20,8 +20,11 @@ import (
 	bussql "github.com/mediamesh/mediamesh/infra/bus/sql"
 	pgstore "github.com/mediamesh/mediamesh/infra/eventstore/postgres"
 	pginfra "github.com/mediamesh/mediamesh/infra/postgres"
+	pgsearch "github.com/mediamesh/mediamesh/infra/search/postgres"
 	"github.com/mediamesh/mediamesh/projections/catalog"
+	"github.com/mediamesh/mediamesh/projections/editorial"
 	"github.com/mediamesh/mediamesh/projections/runtime"
+	"github.com/mediamesh/mediamesh/projections/search"
 )
 
 // TargetIngestItemsPerS is the goal of the issue "Ingest path", point 6.
@@ -124,7 +127,19 @@ func Ingest(ctx context.Context, c IngestConfig) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := runtime.New(pool, store, []runtime.Projection{catalog.New(nil)}, runtime.Options{Logger: c.Logger})
+	// The projections `serve` runs: the discovery catalog, the editorial list and
+	// the search index. An item is visible once it is in both PostgreSQL read
+	// models (catalog and editorial); the search index, which competes with them
+	// for the same cores, is reported apart (when it caught up).
+	idx, err := pgsearch.New(pool)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := search.New(idx, nil)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := runtime.New(pool, store, []runtime.Projection{catalog.New(nil), editorial.New(nil), sp}, runtime.Options{Logger: c.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +177,10 @@ func Ingest(ctx context.Context, c IngestConfig) ([]Result, error) {
 	visible, lat, err := waitVisible(rctx, pool, gen, c, start, submitted, applied)
 	elapsed := time.Since(start)
 	own, db := cpu.stop()
+	searchAfter, searchErr := time.Duration(0), error(nil)
+	if err == nil {
+		searchAfter, searchErr = waitSearch(rctx, pool, start, c.Timeout)
+	}
 	<-submitted
 	if submitErr != nil {
 		return nil, fmt.Errorf("bench ingest: submit: %w", submitErr)
@@ -175,15 +194,46 @@ func Ingest(ctx context.Context, c IngestConfig) ([]Result, error) {
 	}
 	s := Stats{Ops: int64(visible), Units: int64(visible), Errors: int64(job.Failed), Elapsed: elapsed, Latencies: lat}
 	r := Measure("ingest", "items", s)
-	r.AddNote(fmt.Sprintf("embedded mode: NDJSON feed of %d published programs (%d episodes each) through ingest.Service.Submit, the Watermill SQL bus (%d partitions) and one worker (concurrency %d), until every program is in the catalog read model (runtime with the catalog projection only); latencies: 1 item in %d, feed written → the catalog checkpoint past its transaction (polled every 50 ms); job %s %s",
+	r.AddNote(fmt.Sprintf("embedded mode: NDJSON feed of %d published programs (%d episodes each) through ingest.Service.Submit, the Watermill SQL bus (%d partitions) and one worker (concurrency %d), until every program is in both PostgreSQL read models, catalog and editorial, with the search projection running beside them as in serve; latencies: 1 item in %d, feed written → the lower of the two checkpoints past its transaction (polled every 50 ms); job %s %s",
 		c.Items, c.Episodes, c.Bus.Partitions, c.Concurrency, ingestSampleEvery, job.ID, job.Status))
 	if visible > 0 && own+db > 0 {
 		r.AddNote(fmt.Sprintf("CPU: %.1f s in this process, %.1f s in its database backends (%.2f ms per item in all, so %.0f items/s would fill %d CPUs)",
 			own.Seconds(), db.Seconds(), float64((own+db).Microseconds())/1000/float64(visible),
 			float64(goruntime.NumCPU())/((own+db).Seconds()/float64(visible)), goruntime.NumCPU()))
 	}
+	if searchErr != nil {
+		r.AddNote(fmt.Sprintf("search index: not caught up: %v", searchErr))
+	} else {
+		r.AddNote(fmt.Sprintf("search index (running beside, not timed): every item searchable after %.1f s (%.0f items/s)",
+			searchAfter.Seconds(), float64(visible)/searchAfter.Seconds()))
+	}
 	r.AddTarget("throughput_per_s", AtLeast, TargetIngestItemsPerS)
 	return []Result{r}, nil
+}
+
+// waitSearch waits, after the measured run, until the search projection has
+// applied the log's last event, and returns how long after start that was.
+func waitSearch(ctx context.Context, pool *pgxpool.Pool, start time.Time, timeout time.Duration) (time.Duration, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		var done bool
+		err := pool.QueryRow(ctx, `SELECT coalesce((SELECT position FROM projection_checkpoints WHERE name = $1 AND version = $2), 0)
+			>= (SELECT coalesce(max(position), 0) FROM eventstore_events)`, search.Name, search.Version).Scan(&done)
+		if err != nil {
+			return 0, err
+		}
+		if done {
+			return time.Since(start), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // sampleTxEndSQL finds, for sampled items' external id pointer streams, the
@@ -194,7 +244,8 @@ const sampleTxEndSQL = `SELECT x.stream_id,
 		ORDER BY e.version DESC LIMIT 1)
 FROM eventstore_events x WHERE x.stream_id = ANY($1::text[])`
 
-// waitVisible waits until all c.Items programs are in the catalog read model,
+// waitVisible waits until all c.Items programs are in the catalog read model and
+// the catalog and editorial projections have both applied the last event,
 // printing progress each second. Polls are cheap index lookups, so that the
 // measurement does not slow what it measures: the catalog's checkpoint
 // (everything at or below it is applied) every 50 ms, the positions of the sampled
@@ -215,6 +266,7 @@ func waitVisible(ctx context.Context, pool *pgxpool.Pool, gen *ingestFeed, c Ing
 		lastLookup time.Time
 		lastPrint  = start
 		lastCount  int
+		head       int64 // the log's last position once the catalog holds every program
 	)
 	count := func() error {
 		return pool.QueryRow(ctx, `SELECT count(*) FROM `+catalog.ProgramsTable).Scan(&visible)
@@ -227,11 +279,14 @@ func waitVisible(ctx context.Context, pool *pgxpool.Pool, gen *ingestFeed, c Ing
 			return visible, lat, fmt.Errorf("not all visible after %s", c.Timeout)
 		case <-tick.C:
 		}
+		// The lower checkpoint of the two read models (0 until each has one):
+		// everything at or below it is in both.
 		var checkpoint int64
-		err := pool.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM projection_checkpoints WHERE name = $1 AND version = $2`,
-			catalog.Name, catalog.Version).Scan(&checkpoint)
+		err := pool.QueryRow(ctx, `SELECT CASE WHEN count(*) = 2 THEN min(position) ELSE 0 END FROM projection_checkpoints
+			WHERE (name, version) IN (($1, $2), ($3, $4))`,
+			catalog.Name, catalog.Version, editorial.Name, editorial.Version).Scan(&checkpoint)
 		if err != nil {
-			return visible, lat, fmt.Errorf("catalog checkpoint: %w", err)
+			return visible, lat, fmt.Errorf("checkpoints: %w", err)
 		}
 		now := time.Now()
 		var unknown []string
@@ -291,7 +346,16 @@ func waitVisible(ctx context.Context, pool *pgxpool.Pool, gen *ingestFeed, c Ing
 			lastPrint, lastCount = now, visible
 		}
 		if visible >= c.Items {
-			return visible, lat, nil
+			// Every program is in the catalog; the run ends when the editorial
+			// read model has applied the last event too.
+			if head == 0 {
+				if err := pool.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM eventstore_events`).Scan(&head); err != nil {
+					return visible, lat, fmt.Errorf("head position: %w", err)
+				}
+			}
+			if checkpoint >= head {
+				return visible, lat, nil
+			}
 		}
 	}
 }
