@@ -328,28 +328,9 @@ type MultiStreamAppender interface {
 // claim is set, the pointer of every episode added in pending, then prog (the
 // program's events). It returns the program part's result.
 func (h UpsertProgramHandler) appendItem(ctx context.Context, multi MultiStreamAppender, cmd UpsertProgram, pointer string, claim bool, programID string, pending []events.Event, prog events.StreamAppend) (events.AppendResult, error) {
-	var parts []events.StreamAppend
-	if claim {
-		envs, err := h.core.envelopes(upsertMeta(cmd, "external-id"), []events.Event{
-			events.ProgramExternalIDRegistered{ExternalID: cmd.ExternalID, ProgramID: programID},
-		}, 0)
-		if err != nil {
-			return events.AppendResult{}, err
-		}
-		parts = append(parts, events.StreamAppend{StreamID: pointer, ExpectedVersion: events.ExpectNoStream, Events: envs})
-	}
-	for _, ev := range pending {
-		added, ok := ev.(events.EpisodeAdded)
-		if !ok {
-			continue
-		}
-		envs, err := h.core.envelopes(upsertMeta(cmd, "episode:"+added.EpisodeID), []events.Event{
-			events.EpisodeRegistered{EpisodeID: added.EpisodeID, ProgramID: programID},
-		}, 0)
-		if err != nil {
-			return events.AppendResult{}, err
-		}
-		parts = append(parts, events.StreamAppend{StreamID: events.EpisodeStreamID(added.EpisodeID), ExpectedVersion: events.ExpectNoStream, Events: envs})
+	parts, err := h.pointerParts(cmd, pointer, claim, programID, pending)
+	if err != nil {
+		return events.AppendResult{}, err
 	}
 	parts = append(parts, prog)
 	res, err := multi.AppendMany(ctx, parts)
@@ -362,6 +343,36 @@ func (h UpsertProgramHandler) appendItem(ctx context.Context, multi MultiStreamA
 		}
 	}
 	return res[len(res)-1], nil
+}
+
+// pointerParts are the pointer streams an item's append writes before its
+// program's events: the external id's pointer when claim is set, and the pointer
+// of every episode added in pending.
+func (h UpsertProgramHandler) pointerParts(cmd UpsertProgram, pointer string, claim bool, programID string, pending []events.Event) ([]events.StreamAppend, error) {
+	var parts []events.StreamAppend
+	if claim {
+		envs, err := h.core.envelopes(upsertMeta(cmd, "external-id"), []events.Event{
+			events.ProgramExternalIDRegistered{ExternalID: cmd.ExternalID, ProgramID: programID},
+		}, 0)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, events.StreamAppend{StreamID: pointer, ExpectedVersion: events.ExpectNoStream, Events: envs})
+	}
+	for _, ev := range pending {
+		added, ok := ev.(events.EpisodeAdded)
+		if !ok {
+			continue
+		}
+		envs, err := h.core.envelopes(upsertMeta(cmd, "episode:"+added.EpisodeID), []events.Event{
+			events.EpisodeRegistered{EpisodeID: added.EpisodeID, ProgramID: programID},
+		}, 0)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, events.StreamAppend{StreamID: events.EpisodeStreamID(added.EpisodeID), ExpectedVersion: events.ExpectNoStream, Events: envs})
+	}
+	return parts, nil
 }
 
 // registerEpisodes writes the pointer stream of every episode added in pending,

@@ -256,28 +256,9 @@ func (h UpsertProgramHandler) groupRound(ctx context.Context, multi MultiStreamA
 // writes them: the external id's pointer when claim is set, the pointer of every
 // episode added in pending, then the program's events (last).
 func (h UpsertProgramHandler) itemParts(cmd UpsertProgram, pointer string, claim bool, programID string, pending []events.Event, expected int64) ([]events.StreamAppend, error) {
-	var parts []events.StreamAppend
-	if claim {
-		envs, err := h.core.envelopes(upsertMeta(cmd, "external-id"), []events.Event{
-			events.ProgramExternalIDRegistered{ExternalID: cmd.ExternalID, ProgramID: programID},
-		}, 0)
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, events.StreamAppend{StreamID: pointer, ExpectedVersion: events.ExpectNoStream, Events: envs})
-	}
-	for _, ev := range pending {
-		added, ok := ev.(events.EpisodeAdded)
-		if !ok {
-			continue
-		}
-		envs, err := h.core.envelopes(upsertMeta(cmd, "episode:"+added.EpisodeID), []events.Event{
-			events.EpisodeRegistered{EpisodeID: added.EpisodeID, ProgramID: programID},
-		}, 0)
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, events.StreamAppend{StreamID: events.EpisodeStreamID(added.EpisodeID), ExpectedVersion: events.ExpectNoStream, Events: envs})
+	parts, err := h.pointerParts(cmd, pointer, claim, programID, pending)
+	if err != nil {
+		return nil, err
 	}
 	envs, err := h.core.envelopes(upsertMeta(cmd, "v"+strconv.FormatInt(expected, 10)), pending, 0)
 	if err != nil {
