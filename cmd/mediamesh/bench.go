@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mediamesh/mediamesh/infra/bench"
 	"github.com/mediamesh/mediamesh/infra/config"
 )
@@ -158,4 +160,29 @@ func runBench(ctx context.Context, e env, args []string) error {
 		fmt.Fprintln(e.stdout, "some targets were missed (see MISSED above)")
 	}
 	return nil
+}
+
+// benchDatabase makes the suite's scratch database (o.Database, dropped and
+// recreated on the server of cfg.DatabaseURL, with poolSize connections per pool
+// unless the URL sets them), migrates it, and returns its URL, an open pool on it,
+// and done, which closes the pool and drops the database (unless --keep). A suite
+// that opens pools of its own may close this one at once.
+func benchDatabase(ctx context.Context, log *slog.Logger, cfg config.Config, o benchOptions, poolSize int) (string, *pgxpool.Pool, func(), error) {
+	url, drop, err := scratchDatabase(ctx, log, cfg.DatabaseURL, o.Database, poolSize)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	pool, err := openMigrated(ctx, url)
+	if err != nil {
+		if !o.Keep {
+			drop()
+		}
+		return "", nil, nil, err
+	}
+	return url, pool, func() {
+		pool.Close()
+		if !o.Keep {
+			drop()
+		}
+	}, nil
 }

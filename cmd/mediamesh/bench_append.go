@@ -42,18 +42,11 @@ const (
 //
 // ratio is ours ÷ baseline throughput in events (one command appends one event).
 func benchAppend(ctx context.Context, e env, cfg config.Config, log *slog.Logger, o benchOptions) ([]bench.Result, error) {
-	scratchURL, drop, err := scratchDatabase(ctx, log, cfg.DatabaseURL, o.Database, o.Concurrency+4)
+	scratchURL, pool, done, err := benchDatabase(ctx, log, cfg, o, o.Concurrency+4)
 	if err != nil {
 		return nil, err
 	}
-	if !o.Keep {
-		defer drop()
-	}
-	pool, err := openMigrated(ctx, scratchURL)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+	defer done()
 
 	load := func(label string) bench.Load {
 		return bench.Load{Concurrency: o.Concurrency, Warmup: o.Warmup, Duration: o.Duration, MaxOps: o.MaxOps, Progress: e.stderr, Label: label}

@@ -15,18 +15,11 @@ import (
 // without the verified-token cache, and login at the configured bcrypt cost on a
 // scratch database.
 func benchAuth(ctx context.Context, e env, cfg config.Config, log *slog.Logger, o benchOptions) ([]bench.Result, error) {
-	url, drop, err := scratchDatabase(ctx, log, cfg.DatabaseURL, o.Database, o.Concurrency+4)
+	_, pool, done, err := benchDatabase(ctx, log, cfg, o, o.Concurrency+4)
 	if err != nil {
 		return nil, err
 	}
-	if !o.Keep {
-		defer drop()
-	}
-	pool, err := openMigrated(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+	defer done()
 	return authbench.Run(ctx, authbench.Options{
 		Concurrency: o.Concurrency,
 		Warmup:      o.Warmup,

@@ -13,23 +13,18 @@ const ingestBenchItems = 100_000
 
 // benchIngest is the `ingest` suite (infra/bench.Ingest): items per second from a
 // feed submitted through the ingest service (as POST /v1/ingest does) to every item
-// visible in the catalog read model, with the embedded bus, an ingest worker and
-// the projection runtime in this process, configured as `serve` configures them.
+// visible in the PostgreSQL read models (catalog and editorial; search runs beside),
+// with the embedded bus, an ingest worker and the projection runtime in this
+// process, configured as `serve` configures them.
 // It works in a scratch migrated database; --max-ops below 100,000 shrinks the
 // feed (a quick run). --duration, --warmup and --concurrency do not apply: the feed
 // is one run, as long as it takes.
 func benchIngest(ctx context.Context, e env, cfg config.Config, log *slog.Logger, o benchOptions) ([]bench.Result, error) {
-	scratchURL, drop, err := scratchDatabase(ctx, log, cfg.DatabaseURL, o.Database, ingestPoolConns)
+	scratchURL, pool, done, err := benchDatabase(ctx, log, cfg, o, ingestPoolConns)
 	if err != nil {
 		return nil, err
 	}
-	if !o.Keep {
-		defer drop()
-	}
-	pool, err := openMigrated(ctx, scratchURL)
-	if err != nil {
-		return nil, err
-	}
+	defer done()
 	pool.Close() // Ingest opens its own pool
 	return bench.Ingest(ctx, bench.IngestConfig{
 		DatabaseURL: scratchURL,

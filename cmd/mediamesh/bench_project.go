@@ -20,17 +20,11 @@ const projectEvents = 200_000
 // database; --max-ops below 200,000 shrinks the generated history (a quick run).
 // --concurrency does not apply: the runtime's own parallelism is what is measured.
 func benchProject(ctx context.Context, e env, cfg config.Config, log *slog.Logger, o benchOptions) ([]bench.Result, error) {
-	scratchURL, drop, err := scratchDatabase(ctx, log, cfg.DatabaseURL, o.Database, 16)
+	scratchURL, pool, done, err := benchDatabase(ctx, log, cfg, o, 16)
 	if err != nil {
 		return nil, err
 	}
-	if !o.Keep {
-		defer drop()
-	}
-	pool, err := openMigrated(ctx, scratchURL)
-	if err != nil {
-		return nil, err
-	}
+	defer done()
 	pool.Close() // Project opens its own pool
 	return bench.Project(ctx, bench.ProjectConfig{
 		DatabaseURL: scratchURL,

@@ -30,17 +30,11 @@ func benchQuery(ctx context.Context, e env, cfg config.Config, log *slog.Logger,
 		return nil, fmt.Errorf("bench query: %s=off: the suite measures the Redis layers; set it to a Redis", config.KeyRedisURL)
 	}
 	defer func() { _ = rdb.Close() }()
-	scratchURL, drop, err := scratchDatabase(ctx, log, cfg.DatabaseURL, o.Database, o.Concurrency+8)
+	scratchURL, pool, done, err := benchDatabase(ctx, log, cfg, o, o.Concurrency+8)
 	if err != nil {
 		return nil, err
 	}
-	if !o.Keep {
-		defer drop()
-	}
-	pool, err := openMigrated(ctx, scratchURL)
-	if err != nil {
-		return nil, err
-	}
+	defer done()
 	pool.Close() // Query opens its own pool
 	return bench.Query(ctx, bench.QueryConfig{
 		DatabaseURL: scratchURL,

@@ -16,18 +16,11 @@ import (
 // events), against COPY of the same rows as the baseline. --duration, --warmup and
 // --concurrency do not apply: a rebuild is one run, as long as it takes.
 func benchReplay(ctx context.Context, e env, cfg config.Config, log *slog.Logger, o benchOptions) ([]bench.Result, error) {
-	scratchURL, drop, err := scratchDatabase(ctx, log, cfg.DatabaseURL, o.Database, 8)
+	_, pool, done, err := benchDatabase(ctx, log, cfg, o, 8)
 	if err != nil {
 		return nil, err
 	}
-	if !o.Keep {
-		defer drop()
-	}
-	pool, err := openMigrated(ctx, scratchURL)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+	defer done()
 	events := int(min(o.MaxOps, 100_000_000))
 	return replaybench.Run(ctx, pool, replaybench.Options{Events: events, Progress: e.stderr})
 }
