@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
 
@@ -151,4 +152,13 @@ func newRedisClient(c config.Redis) (goredis.UniversalClient, error) {
 		return nil, fmt.Errorf("%s: %w", config.KeyRedisURL, err)
 	}
 	return rdb, nil
+}
+
+// busLogger is the Watermill logger of a bus component: its info lines (a schema
+// check per partition and subscription, each start and stop) are logged at debug
+// level, where they do not drown a role's own lines or a command's progress bar;
+// its warnings and errors stay as they are.
+func busLogger(log *slog.Logger, component string) watermill.LoggerAdapter {
+	return watermill.NewSlogLoggerWithLevelMapping(log.With("component", component),
+		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/gofiber/fiber/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,7 +59,7 @@ var errIngestBus = errors.New("unknown bus for ingest")
 // partitions) while its messages are applied, one message's time rather than 25's
 // (seconds, which stalled the projections behind a large feed).
 func ingestBusConfig(log *slog.Logger, component string) bussql.Config {
-	return bussql.Config{Partitions: ingestPartitions, BatchSize: 1, Logger: watermill.NewSlogLogger(log.With("component", component))}
+	return bussql.Config{Partitions: ingestPartitions, BatchSize: 1, Logger: busLogger(log, component)}
 }
 
 // withPoolConns returns dbURL with pool_max_conns=n when it names no
@@ -95,7 +94,7 @@ func newIngestPublisher(cfg config.Config, d *deps, log *slog.Logger) (message.P
 	case config.BusPostgres:
 		pub, err = bussql.NewPublisher(d.pool, ingestBusConfig(log, "ingest-publisher"))
 	case config.BusKafka:
-		pub, err = kafka.NewPublisher(kafkaConfig(cfg), watermill.NewSlogLogger(log.With("component", "ingest-publisher")))
+		pub, err = kafka.NewPublisher(kafkaConfig(cfg), busLogger(log, "ingest-publisher"))
 	default:
 		return nil, fmt.Errorf("%s=%s: %w", config.KeyBus, cfg.Bus, errIngestBus)
 	}
@@ -165,7 +164,7 @@ func startIngestWorker(ctx context.Context, cfg config.Config, d *deps, log *slo
 				concurrency = 2 * int(t.Partitions)
 			}
 		}
-		sub, err = kafka.NewSubscriber(kafkaConfig(cfg), ingest.ConsumerGroup, watermill.NewSlogLogger(log.With("component", "ingest-subscriber")))
+		sub, err = kafka.NewSubscriber(kafkaConfig(cfg), ingest.ConsumerGroup, busLogger(log, "ingest-subscriber"))
 	default:
 		return nil, fmt.Errorf("%s=%s: %w", config.KeyBus, cfg.Bus, errIngestBus)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/gofiber/fiber/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -197,9 +196,9 @@ func newPlaysPublisher(cfg config.Config, d *deps, log *slog.Logger) (playsPubli
 	)
 	switch cfg.Bus {
 	case config.BusPostgres:
-		pub, err = bussql.NewPublisher(d.pool, bussql.Config{Logger: watermill.NewSlogLogger(log.With("component", "plays-publisher"))})
+		pub, err = bussql.NewPublisher(d.pool, bussql.Config{Logger: busLogger(log, "plays-publisher")})
 	case config.BusKafka:
-		pub, err = kafka.NewPublisher(kafkaConfig(cfg), watermill.NewSlogLogger(log.With("component", "plays-publisher")))
+		pub, err = kafka.NewPublisher(kafkaConfig(cfg), busLogger(log, "plays-publisher"))
 	default:
 		return nil, nil
 	}
@@ -223,7 +222,7 @@ func startEngagement(ctx context.Context, cfg config.Config, d *deps, log *slog.
 	if err != nil {
 		return err
 	}
-	wlog := watermill.NewSlogLogger(log.With("component", "plays-subscriber"))
+	wlog := busLogger(log, "plays-subscriber")
 	var sub interface {
 		engagement.Subscriber
 		Close() error

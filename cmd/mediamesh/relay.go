@@ -7,7 +7,6 @@ import (
 	"log/slog"
 
 	"github.com/IBM/sarama"
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/mediamesh/mediamesh/api"
@@ -37,7 +36,7 @@ func startRelay(ctx context.Context, cfg config.Config, d *deps, log *slog.Logge
 		return nil, err
 	}
 	kc := kafkaConfig(cfg)
-	pub, err := kafka.NewPublisher(kc, watermill.NewSlogLogger(log.With("component", "kafka-publisher")))
+	pub, err := kafka.NewPublisher(kc, busLogger(log, "kafka-publisher"))
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
