@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mediamesh/mediamesh/command/app"
+	"github.com/mediamesh/mediamesh/events"
 	"github.com/mediamesh/mediamesh/infra/bus/kafka"
 	"github.com/mediamesh/mediamesh/projections/catalog"
 	"github.com/mediamesh/mediamesh/projections/editorial"
@@ -28,12 +29,14 @@ import (
 // content.events in their consumer groups, each rebuild replays the event store
 // into version 2 and switches, and version 2 then consumes content.events in a
 // group of its own (catalog.v2, search.v2), which starts at the oldest offset: it
-// is handed again every event the replay applied. Commands carry on after the
-// switch. At the end version 2 of each table equals, row for row, a clean
-// projection of the whole event store: nothing between the replay and the live
-// consumption was lost, and nothing redelivered was applied twice (the category
-// counts move by deltas, so a double application would show there). Readers of the
-// serving version never fail and never miss a seeded program.
+// is handed again every event the replay applied, and skips them (they are at or
+// below its replay watermark, projection_checkpoints.replayed_through): after the
+// switch version 2's Apply sees none of them, only later events. Commands carry on
+// after the switch. At the end version 2 of each table equals, row for row, a
+// clean projection of the whole event store: nothing between the replay and the
+// live consumption was lost, and nothing redelivered was applied twice (the
+// category counts move by deltas, so a double application would show there).
+// Readers of the serving version never fail and never miss a seeded program.
 func TestRebuildKafkaMode(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -51,6 +54,7 @@ func TestRebuildKafkaMode(t *testing.T) {
 	}
 
 	defs := rebuildDefinitions(t, s)
+	applied := &appliedLog{}
 	stream, err := kafka.NewSource(kafka.Config{Brokers: s.brokers}, kafka.SourceOptions{Logger: quiet, BatchWait: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +68,12 @@ func TestRebuildKafkaMode(t *testing.T) {
 		Poll:            50 * time.Millisecond,
 		ProgressEvery:   20 * time.Millisecond,
 		Logger:          quiet,
+		Wrap: func(p runtime.Projection, replay bool) runtime.Projection {
+			if replay || p.Version() < 2 {
+				return p
+			}
+			return &appliedRecorder{Projection: p, log: applied} // version 2 consuming content.events
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -175,15 +185,34 @@ func TestRebuildKafkaMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{catalog.Name, search.Name} {
-		var pos int64
+		var pos, replayed, frozen int64
 		var serving bool
-		if err := s.pool.QueryRow(ctx, `SELECT position, serving FROM projection_checkpoints WHERE name = $1 AND version = 2`, name).
-			Scan(&pos, &serving); err != nil {
+		if err := s.pool.QueryRow(ctx, `SELECT c.position, c.replayed_through, c.serving, r.frozen_position
+			FROM projection_checkpoints c JOIN projection_rebuilds r ON r.name = c.name AND r.to_version = c.version
+			WHERE c.name = $1 AND c.version = 2`, name).Scan(&pos, &replayed, &serving, &frozen); err != nil {
 			t.Fatal(err)
 		}
 		if !serving || pos != head {
 			t.Errorf("%s v2: position %d, serving %v; want %d and serving", name, pos, serving, head)
 		}
+		// The replay reached at least the replaced version's position at the switch.
+		if replayed < frozen || frozen == 0 {
+			t.Errorf("%s v2: replayed_through %d, want at least the replaced version's %d", name, replayed, frozen)
+		}
+		seen := applied.positions(name)
+		var below int
+		for _, p := range seen {
+			if p <= replayed {
+				below++
+			}
+		}
+		if below > 0 {
+			t.Errorf("%s v2 applied %d events from content.events at or below its replay watermark %d", name, below, replayed)
+		}
+		if len(seen) == 0 {
+			t.Errorf("%s v2 applied nothing from content.events: the commands after the switch are missing", name)
+		}
+		t.Logf("%s v2: replayed through %d by the replay; applied %d events from content.events after the switch", name, replayed, len(seen))
 	}
 
 	want, _, _ := cleanProjection(t, readAll(t, s.store))
@@ -320,4 +349,36 @@ func tableChecksum(t *testing.T, pool *pgxpool.Pool, table string) string {
 		t.Fatalf("checksum %s: %v", table, err)
 	}
 	return fmt.Sprintf("%s (%d rows)", sum, n)
+}
+
+// appliedLog collects the positions applied by the wrapped projections, by name.
+type appliedLog struct {
+	mu     sync.Mutex
+	byName map[string][]int64
+}
+
+func (l *appliedLog) positions(name string) []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.byName[name])
+}
+
+// appliedRecorder records in log the positions of every batch its projection
+// applied (a batch whose transaction is later rolled back and retried counts
+// again: the record errs on the side of too many).
+type appliedRecorder struct {
+	runtime.Projection
+	log *appliedLog
+}
+
+func (r *appliedRecorder) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelope) error {
+	r.log.mu.Lock()
+	if r.log.byName == nil {
+		r.log.byName = map[string][]int64{}
+	}
+	for _, e := range batch {
+		r.log.byName[r.Name()] = append(r.log.byName[r.Name()], e.Position)
+	}
+	r.log.mu.Unlock()
+	return r.Projection.Apply(ctx, tx, batch)
 }

@@ -176,6 +176,17 @@ func head(t *testing.T, f *fixture) int64 {
 	return h
 }
 
+// replayedThrough reads a version's replay watermark (projection_checkpoints).
+func replayedThrough(t *testing.T, pool *pgxpool.Pool, name string, version int) int64 {
+	t.Helper()
+	var w int64
+	if err := pool.QueryRow(context.Background(), `SELECT replayed_through FROM projection_checkpoints WHERE name = $1 AND version = $2`,
+		name, version).Scan(&w); err != nil {
+		t.Fatalf("replayed_through of %s v%d: %v", name, version, err)
+	}
+	return w
+}
+
 func checkpointOf(t *testing.T, pool *pgxpool.Pool, name string, version int) (int64, bool) {
 	t.Helper()
 	var pos int64

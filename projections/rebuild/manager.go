@@ -17,7 +17,11 @@
 //     batches (Options.ReplayBatchSize): every batch commits with its checkpoint, so
 //     a crash anywhere resumes from there. The same subscription then carries on
 //     into live traffic: there is no hand-over between "replayed" and "live", hence
-//     nothing lost or applied twice between them.
+//     nothing lost or applied twice between them. Its checkpoint, fed in order, is
+//     a watermark, recorded as its replayed_through: in the Kafka mode, after the
+//     switch, the version's own consumer group starts at the topic's oldest offset
+//     and the runtime acknowledges the events at or below it without applying them
+//     again (projections/runtime), so live events do not wait behind the retention.
 //  4. Once to's checkpoint has reached the serving version's (both rows locked in
 //     one transaction, so neither can move) and every ReadySink has everything up
 //     to it, the same transaction flips serving, marks the rebuild completed and

@@ -333,6 +333,11 @@ func TestRebuildKilledHalfWayResumes(t *testing.T) {
 	if serving2 || pos2 <= 0 || pos2 >= head(t, f) {
 		t.Fatalf("version 2 checkpoint %d (serving %v), want part-way below head %d", pos2, serving2, head(t, f))
 	}
+	// Fed in order, the checkpoint is a watermark, persisted as such for a
+	// stream consumer of the version after its switch (the Kafka mode).
+	if w := replayedThrough(t, f.pool, catalog.Name, 2); w != pos2 {
+		t.Errorf("version 2 replayed_through %d after the kill, want its checkpoint %d", w, pos2)
+	}
 	if _, err := m1.StartRebuild(ctx, catalog.Name); !errors.Is(err, rebuild.ErrRebuildRunning) {
 		t.Fatalf("second rebuild: %v, want ErrRebuildRunning", err)
 	}
@@ -362,6 +367,9 @@ func TestRebuildKilledHalfWayResumes(t *testing.T) {
 	}
 	sameTables(t, f.pool, catalogTables, 1, 2)
 	pt.CheckModel(t, f.pool, hist, "catalog_programs_v2", true)
+	if w, h := replayedThrough(t, f.pool, catalog.Name, 2), head(t, f); w != h {
+		t.Errorf("version 2 replayed_through %d after the resumed replay, want the head %d", w, h)
+	}
 }
 
 func TestStartRebuildErrors(t *testing.T) {
@@ -509,5 +517,10 @@ func TestFailedRebuildCanRestart(t *testing.T) {
 	caughtUp(t, f, editorial.Name, 3)
 	if n := rowCount(t, f.pool, "editorial_programs_v3"); n != 20 {
 		t.Errorf("editorial_programs_v3 has %d rows, want 20", n)
+	}
+	// The restart built a new version from a fresh checkpoint row: its watermark
+	// is its own replay's.
+	if w, h := replayedThrough(t, f.pool, editorial.Name, 3), head(t, f); w != h {
+		t.Errorf("version 3 replayed_through %d, want the head %d", w, h)
 	}
 }

@@ -165,7 +165,8 @@ func (r *Runtime) Replay(ctx context.Context, name string) (ReplayResult, error)
 }
 
 func (r *Runtime) replayStream(ctx context.Context, p Projection, stream string) (replayed, remaining int, err error) {
-	err = r.inCheckpointTx(ctx, p, func(tx pgx.Tx, cp int64, _ bool) (int64, error) {
+	err = r.inCheckpointTx(ctx, p, func(tx pgx.Tx, row checkpointRow) (int64, error) {
+		cp := row.position
 		rows, err := tx.Query(ctx, `SELECT id, position, event_id, type, stream_id, stream_version, occurred_at, metadata, data
 			FROM projection_dead_letters WHERE projection = $1 AND version = $2 AND stream_id = $3 ORDER BY position FOR UPDATE`,
 			p.Name(), p.Version(), stream)

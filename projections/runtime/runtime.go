@@ -14,6 +14,10 @@
 //     below it may still be on their way. Exactly-once in effect comes from the
 //     sinks' row version guards, never from the checkpoint.
 //
+// The checkpoint row also keeps the version's replay watermark (replayed_through):
+// the position up to which it was fed from the global log in order. A stream
+// consumer skips the events at or below it.
+//
 // Decisions:
 //
 //   - A projection's writes and its new checkpoint commit in one transaction, so a
@@ -24,6 +28,17 @@
 //   - Each batch transaction locks its checkpoint row (SELECT … FOR UPDATE) and
 //     skips events at or below the committed position, so two runtimes of the same
 //     projection (two projector processes) serialize instead of interleaving.
+//   - The ordered mode raises replayed_through with the position, but only while
+//     the two are equal: once a stream consumer has moved the position past it
+//     (the position is then no watermark), an ordered batch still running, e.g. a
+//     rebuild's replay in its last moments, leaves it alone. So replayed_through is
+//     always a true watermark, and the stream mode skips the events at or below it
+//     without applying them (still acknowledging them): a rebuilt version, whose
+//     new consumer group starts at the oldest offset, does not apply the topic's
+//     whole retention again after its switch; its live events do not wait behind
+//     it. Whole stream batches at or below the watermark read when consuming
+//     started are acknowledged without a transaction. A version never fed in order
+//     has 0 and skips nothing.
 //   - Batches hold up to Options.BatchSize events (1,000) or what arrived within
 //     Options.BatchWait (50 ms) of the first buffered event. Batch transactions are
 //     short (statements pipelined by the projection): a transaction that has written
@@ -179,8 +194,8 @@ func (o Options) withDefaults() Options {
 // (projections/rebuild): the runtime applies nothing more to it, whatever
 // arrives, in either mode — so its sinks stay exactly as of the switch while
 // queries that have not switched yet still read them. (From the global log the
-// watermark alone would skip everything; a Stream's batches are not filtered by
-// position, hence the explicit check.) Its batches are still acknowledged.
+// watermark alone would skip everything; a Stream's batches are filtered only by
+// the replay watermark, hence the explicit check.) Its batches are still acknowledged.
 const Frozen int64 = math.MaxInt64
 
 // errCheckpointMissing: the checkpoint row is gone; transient, it is recreated.
@@ -249,10 +264,10 @@ func (r *Runtime) Run(ctx context.Context) error {
 }
 
 func (r *Runtime) runProjection(ctx context.Context, p Projection) error {
-	var pos int64
+	var pos, replayed int64
 	for attempt := 0; ; attempt++ {
 		var err error
-		pos, err = r.ensureCheckpoint(ctx, p)
+		pos, replayed, err = r.ensureCheckpoint(ctx, p)
 		if err == nil {
 			break
 		}
@@ -268,7 +283,7 @@ func (r *Runtime) runProjection(ctx context.Context, p Projection) error {
 		}
 	}
 	if !r.ordered {
-		return r.runStream(ctx, p)
+		return r.runStream(ctx, p, replayed)
 	}
 	for attempt := 0; ; attempt++ {
 		before := pos
@@ -291,8 +306,9 @@ func (r *Runtime) runProjection(ctx context.Context, p Projection) error {
 // the package documentation); batches that wait while a transaction runs are
 // merged into the next one (up to mergeLimit events), so that a backlog on many
 // partitions costs few commits. A batch is acknowledged (handle returns nil) after
-// the commit of the transaction that applied it.
-func (r *Runtime) runStream(ctx context.Context, p Projection) error {
+// the commit of the transaction that applied it, or at once when all its events
+// are at or below replayed, the version's replay watermark when it started.
+func (r *Runtime) runStream(ctx context.Context, p Projection, replayed int64) error {
 	queue := make(chan streamBatch)
 	applierDone := make(chan struct{})
 	go func() {
@@ -301,7 +317,9 @@ func (r *Runtime) runStream(ctx context.Context, p Projection) error {
 	}()
 	defer func() { <-applierDone }()
 	handle := func(hctx context.Context, batch []events.Envelope) error {
-		if len(batch) == 0 {
+		if len(batch) == 0 || maxPosition(batch) <= replayed {
+			// Applied by the replay: the watermark only grows while the row
+			// lives, so no transaction is needed to know it.
 			return nil
 		}
 		b := streamBatch{events: batch, done: make(chan error, 1)}
@@ -526,7 +544,7 @@ func (r *Runtime) applyBatch(ctx context.Context, p Projection, batch []events.E
 			// Deleted under us (an operator resetting the projection): recreate it at
 			// 0. This process goes on from where it is; a restarted one replays from
 			// the start, which changes nothing that is already applied.
-			if _, err := r.ensureCheckpoint(ctx, p); err != nil {
+			if _, _, err := r.ensureCheckpoint(ctx, p); err != nil {
 				r.log.Warn("recreate projection checkpoint", "projection", p.Name(), "error", err)
 			}
 		}
@@ -588,8 +606,9 @@ func (r *Runtime) deadLetter(ctx context.Context, p Projection, e events.Envelop
 	r.log.Error("projection event dead-lettered", "projection", p.Name(), "version", p.Version(), "position", e.Position,
 		"event_id", e.EventID, "type", e.Type, "stream", e.StreamID, "error", cause)
 	for attempt := 0; ; attempt++ {
-		err := r.inCheckpointTx(ctx, p, func(tx pgx.Tx, cp int64, _ bool) (int64, error) {
-			if cp == Frozen || (r.ordered && e.Position <= cp) {
+		err := r.inCheckpointTx(ctx, p, func(tx pgx.Tx, row checkpointRow) (int64, error) {
+			cp := row.position
+			if cp == Frozen || (r.ordered && e.Position <= cp) || e.Position <= row.replayedThrough {
 				return cp, nil
 			}
 			if err := insertDeadLetter(ctx, tx, p, e, cause.Error(), false, attempts); err != nil {
@@ -611,16 +630,22 @@ func (r *Runtime) deadLetter(ctx context.Context, p Projection, e events.Envelop
 }
 
 // commitBatch applies the events of batch in one transaction with the new
-// checkpoint (in order mode only those above the committed checkpoint); events of
-// parked streams become dead letters.
+// checkpoint (in order mode only those above the committed checkpoint, in stream
+// mode only those above the replay watermark); events of parked streams become
+// dead letters.
 func (r *Runtime) commitBatch(ctx context.Context, p Projection, batch []events.Envelope) error {
-	return r.inCheckpointTx(ctx, p, func(tx pgx.Tx, cp int64, _ bool) (int64, error) {
+	return r.inCheckpointTx(ctx, p, func(tx pgx.Tx, row checkpointRow) (int64, error) {
+		cp := row.position
 		if cp == Frozen {
 			return cp, nil // a replaced version: its sinks stay as of its switch
 		}
 		todo := batch
-		for r.ordered && len(todo) > 0 && todo[0].Position <= cp {
-			todo = todo[1:]
+		if r.ordered {
+			for len(todo) > 0 && todo[0].Position <= cp {
+				todo = todo[1:]
+			}
+		} else {
+			todo = above(todo, row.replayedThrough)
 		}
 		if len(todo) == 0 {
 			return cp, nil
@@ -652,6 +677,25 @@ func (r *Runtime) commitBatch(ctx context.Context, p Projection, batch []events.
 	})
 }
 
+// above returns the events of batch above watermark (batch itself when none is at
+// or below it).
+func above(batch []events.Envelope, watermark int64) []events.Envelope {
+	i := 0
+	for i < len(batch) && batch[i].Position > watermark {
+		i++
+	}
+	if i == len(batch) {
+		return batch
+	}
+	out := append(make([]events.Envelope, 0, len(batch)), batch[:i]...)
+	for _, e := range batch[i+1:] {
+		if e.Position > watermark {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // maxPosition is the highest position of batch (the last one in order mode).
 func maxPosition(batch []events.Envelope) int64 {
 	var m int64
@@ -661,34 +705,48 @@ func maxPosition(batch []events.Envelope) int64 {
 	return m
 }
 
+// checkpointRow is a projection's checkpoint row as a batch transaction locked it.
+type checkpointRow struct {
+	position        int64
+	replayedThrough int64 // the replay watermark (see the package documentation)
+	serving         bool
+}
+
 // inCheckpointTx runs fn in a transaction holding the projection's checkpoint row
-// lock; fn returns the new checkpoint, which is written (and notified) when it moved.
-func (r *Runtime) inCheckpointTx(ctx context.Context, p Projection, fn func(tx pgx.Tx, cp int64, serving bool) (int64, error)) error {
+// lock; fn returns the new checkpoint, which is written (and notified) when it
+// moved. In the ordered mode the replay watermark moves with it while it is one.
+func (r *Runtime) inCheckpointTx(ctx context.Context, p Projection, fn func(tx pgx.Tx, row checkpointRow) (int64, error)) error {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-	var cp int64
-	var serving bool
-	err = tx.QueryRow(ctx, `SELECT position, serving FROM projection_checkpoints WHERE name = $1 AND version = $2 FOR UPDATE`,
-		p.Name(), p.Version()).Scan(&cp, &serving)
+	var row checkpointRow
+	err = tx.QueryRow(ctx, `SELECT position, replayed_through, serving FROM projection_checkpoints WHERE name = $1 AND version = $2 FOR UPDATE`,
+		p.Name(), p.Version()).Scan(&row.position, &row.replayedThrough, &row.serving)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errCheckpointMissing
 	}
 	if err != nil {
 		return fmt.Errorf("lock checkpoint: %w", err)
 	}
-	next, err := fn(tx, cp, serving)
+	cp := row.position
+	next, err := fn(tx, row)
 	if err != nil {
 		return err
 	}
 	if next > cp {
-		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND version = $2`,
-			p.Name(), p.Version(), next); err != nil {
+		// The position is a watermark only while nothing but ordered batches moved
+		// it (then it equals replayed_through): only then does the watermark follow.
+		replayed := row.replayedThrough
+		if r.ordered && cp == replayed {
+			replayed = next
+		}
+		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $3, replayed_through = $4, updated_at = now() WHERE name = $1 AND version = $2`,
+			p.Name(), p.Version(), next, replayed); err != nil {
 			return fmt.Errorf("save checkpoint: %w", err)
 		}
-		payload := Notification{Name: p.Name(), Version: p.Version(), Position: next, Serving: serving}.encode()
+		payload := Notification{Name: p.Name(), Version: p.Version(), Position: next, Serving: row.serving}.encode()
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, payload); err != nil {
 			return fmt.Errorf("notify checkpoint: %w", err)
 		}
@@ -700,25 +758,25 @@ func (r *Runtime) inCheckpointTx(ctx context.Context, p Projection, fn func(tx p
 }
 
 // ensureCheckpoint creates the projection's checkpoint row when missing and returns
-// its position. The first version of a name to get a row serves reads.
-func (r *Runtime) ensureCheckpoint(ctx context.Context, p Projection) (int64, error) {
+// its position and replay watermark. The first version of a name to get a row
+// serves reads.
+func (r *Runtime) ensureCheckpoint(ctx context.Context, p Projection) (pos, replayed int64, err error) {
 	// ON CONFLICT DO NOTHING without a target also absorbs the partial unique index
 	// on serving, when another version of the name already serves.
 	if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, version, serving)
 		SELECT $1, $2, NOT EXISTS (SELECT 1 FROM projection_checkpoints WHERE name = $1 AND serving)
 		ON CONFLICT DO NOTHING`, p.Name(), p.Version()); err != nil {
-		return 0, fmt.Errorf("create checkpoint: %w", err)
+		return 0, 0, fmt.Errorf("create checkpoint: %w", err)
 	}
 	if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, version, serving) VALUES ($1, $2, false)
 		ON CONFLICT DO NOTHING`, p.Name(), p.Version()); err != nil {
-		return 0, fmt.Errorf("create checkpoint: %w", err)
+		return 0, 0, fmt.Errorf("create checkpoint: %w", err)
 	}
-	var pos int64
-	if err := r.pool.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE name = $1 AND version = $2`,
-		p.Name(), p.Version()).Scan(&pos); err != nil {
-		return 0, fmt.Errorf("read checkpoint: %w", err)
+	if err := r.pool.QueryRow(ctx, `SELECT position, replayed_through FROM projection_checkpoints WHERE name = $1 AND version = $2`,
+		p.Name(), p.Version()).Scan(&pos, &replayed); err != nil {
+		return 0, 0, fmt.Errorf("read checkpoint: %w", err)
 	}
-	return pos, nil
+	return pos, replayed, nil
 }
 
 // sleep waits the attempt's backoff; false if ctx ended.
