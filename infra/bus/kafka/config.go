@@ -163,6 +163,7 @@ func NewSaramaConfig(c Config) (*sarama.Config, error) {
 	sc.Producer.Return.Errors = true
 	sc.Producer.Compression = sarama.CompressionLZ4
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	sc.Producer.MaxMessageBytes = MaxMessageBytes
 
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest

@@ -1,7 +1,10 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -460,5 +463,47 @@ func TestSubscriberStopsWithContext(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal(errors.New("channel still open 15s after the context was cancelled"))
+	}
+}
+
+// TestLargeMessages: MediaMesh's topics take a message of several MiB (an ingest
+// item of a 1 MiB feed line, with its envelope), past Kafka's default of about
+// 1 MB, and a subscriber receives it whole.
+func TestLargeMessages(t *testing.T) {
+	t.Parallel()
+	cfg := kafka.Config{Brokers: kafkatest.Start(t, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, cfg, kafka.Topics()...); err != nil {
+		t.Fatal(err)
+	}
+	// Random bytes, hex-encoded: lz4 cannot shrink them below 1 MB.
+	raw := make([]byte, 1<<20)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte(hex.EncodeToString(raw)) // 2 MiB
+	msg := message.NewMessage("large", payload)
+	msg.Metadata.Set(kafka.PartitionKeyMetadata, "k")
+	if err := newPublisher(t, cfg).Publish(kafka.TopicIngestEvents, msg); err != nil {
+		t.Fatalf("publish %d bytes: %v", len(payload), err)
+	}
+	ch, err := newSubscriber(t, cfg, "large-test").Subscribe(ctx, kafka.TopicIngestEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-ch:
+		got.Ack()
+		if !bytes.Equal(got.Payload, payload) {
+			t.Fatalf("received %d bytes, want the %d published", len(got.Payload), len(payload))
+		}
+	case <-ctx.Done():
+		t.Fatal("the large message never arrived")
+	}
+	// Beyond the limit the producer refuses, with an error, before the broker.
+	big := message.NewMessage("too-large", make([]byte, kafka.MaxMessageBytes+1))
+	if err := newPublisher(t, cfg).Publish(kafka.TopicIngestEvents, big); err == nil {
+		t.Error("a message past MaxMessageBytes was published")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -17,6 +18,13 @@ const (
 	// TopicIngestEvents carries ingest work items.
 	TopicIngestEvents = "ingest.events"
 )
+
+// MaxMessageBytes is the largest message MediaMesh produces, and what its topics
+// accept (max.message.bytes; Kafka's default is about 1 MB): an ingest message
+// may carry one item of up to 1 MiB (a feed line) with its envelope, and an event
+// relayed from such an item may be as large. The producer's limit is the same
+// (NewSaramaConfig); consumers fetch larger messages by growing their fetch size.
+const MaxMessageBytes = 4 << 20
 
 // Topic is a topic and how many partitions it is created with. The count bounds
 // how many members of one consumer group work in parallel; it is never raised
@@ -36,7 +44,8 @@ func Topics() []Topic {
 	}
 }
 
-// EnsureTopics creates every topic that does not exist yet. A topic that exists is
+// EnsureTopics creates every topic that does not exist yet, accepting messages of
+// up to MaxMessageBytes. A topic that exists is
 // left as it is, whatever its partition count, so EnsureTopics is safe to run at every
 // start and from several processes at once.
 func EnsureTopics(ctx context.Context, c Config, topics ...Topic) error {
@@ -62,9 +71,11 @@ func EnsureTopics(ctx context.Context, c Config, topics ...Topic) error {
 		if t.Partitions < 1 {
 			return fmt.Errorf("create topic %s: %d partitions", t.Name, t.Partitions)
 		}
+		maxBytes := strconv.Itoa(MaxMessageBytes)
 		err := admin.CreateTopic(t.Name, &sarama.TopicDetail{
 			NumPartitions:     t.Partitions,
 			ReplicationFactor: c.ReplicationFactor,
+			ConfigEntries:     map[string]*string{"max.message.bytes": &maxBytes},
 		}, false)
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", t.Name, err)
