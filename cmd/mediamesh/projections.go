@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/meilisearch/meilisearch-go"
 
+	"github.com/mediamesh/mediamesh/events"
 	"github.com/mediamesh/mediamesh/infra/config"
 	"github.com/mediamesh/mediamesh/infra/postgres/readmodel"
 	"github.com/mediamesh/mediamesh/infra/search/meili"
@@ -83,6 +86,7 @@ func (d *deps) servingWatcher(ctx context.Context, log *slog.Logger) (*rebuild.W
 type cmsPrograms struct {
 	pool   *pgxpool.Pool
 	list   atomic.Pointer[qapp.CMSProgramsHandler]
+	table  atomic.Pointer[string] // the editorial table the list reads
 	waiter *runtime.Waiter
 }
 
@@ -138,6 +142,7 @@ func (c *cmsPrograms) use(v int) error {
 		return err
 	}
 	c.list.Store(list)
+	c.table.Store(&table)
 	return nil
 }
 
@@ -150,8 +155,37 @@ func (c *cmsPrograms) ListPrograms(ctx context.Context, status, q string, page, 
 	return p.Items, p.Total, nil
 }
 
-// WaitFor implements api.ProgramLister: the editorial projection's checkpoint
-// reaching the write's global position includes the write (one global log).
+// WaitFor implements api.ProgramLister: it returns once the editorial list
+// includes the write. For a program stream (every program and episode command)
+// that is checked exactly, as discovery checks it: the program's row holds the
+// write's stream version. Between checks it waits for the projection's next
+// commit (its checkpoint moving past what it was), never polling. The
+// checkpoint alone would do in the embedded mode, where it is a watermark of the
+// global log, but not under Kafka, where partitions are applied in any order. A
+// write to another stream waits for the checkpoint to reach its position.
 func (c *cmsPrograms) WaitFor(ctx context.Context, streamID string, version, position int64) error {
-	return c.waiter.WaitForPosition(ctx, editorial.Name, position)
+	programID, ok := strings.CutPrefix(streamID, events.ProgramStreamID(""))
+	if !ok {
+		return c.waiter.WaitForPosition(ctx, editorial.Name, position)
+	}
+	target := position
+	for {
+		var (
+			includes   bool
+			checkpoint int64
+		)
+		err := c.pool.QueryRow(ctx, `SELECT coalesce((SELECT version FROM `+pgx.Identifier{*c.table.Load()}.Sanitize()+
+			` WHERE id = $1::uuid), 0) >= $2, coalesce((SELECT position FROM projection_checkpoints WHERE name = $3 AND serving), 0)`,
+			programID, version, editorial.Name).Scan(&includes, &checkpoint)
+		if err != nil {
+			return fmt.Errorf("editorial list: check write %s@%d: %w", streamID, version, err)
+		}
+		if includes {
+			return nil
+		}
+		target = max(target, checkpoint+1)
+		if err := c.waiter.WaitForPosition(ctx, editorial.Name, target); err != nil {
+			return err
+		}
+	}
 }
