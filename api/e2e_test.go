@@ -232,4 +232,17 @@ func TestEndToEndIdempotencyKeyRetryAppendsNothing(t *testing.T) {
 	if n := countEvents(t, pool); n != events {
 		t.Fatal("a reused key appended events")
 	}
+	// Once the key's record has expired (24 h), the key may serve another request:
+	// its ids derive from the key and the request, so it runs as a new command
+	// rather than being taken by the event store for the first one.
+	if _, err := pool.Exec(context.Background(), `UPDATE idempotency_keys SET expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	other := do("/v1/programs", `{"title":"Else","category":"news","language":"en"}`, "create-1")
+	if other.status != http.StatusCreated || other.json(t)["id"] == pid {
+		t.Fatalf("a key used again after its expiry for another program: %d %s (first program %s)", other.status, other.body, pid)
+	}
+	if n := countEvents(t, pool); n != events+1 {
+		t.Fatalf("the new command appended %d events, want 1", n-events)
+	}
 }

@@ -66,9 +66,8 @@ func validIdempotencyKey(k string) bool {
 }
 
 // scopedKey names a client's key within its scope: the caller (token subject), the
-// method and the route pattern. It is also what the command side derives event ids
-// from, so two callers' equal keys can never collide. Length prefixes keep the
-// parts from running into each other.
+// method and the route pattern, so two callers' equal keys can never collide.
+// Length prefixes keep the parts from running into each other.
 func scopedKey(subject, method, route, key string) string {
 	h := sha256.New()
 	h.Write([]byte("mediamesh/idempotency/v1"))
@@ -78,6 +77,15 @@ func scopedKey(subject, method, route, key string) string {
 		h.Write([]byte(part))
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// derivationKey is what the command side derives event ids (and new ids) from:
+// the scoped key and the request's hash. A retry of the same request derives the
+// same ids, so it can never append twice; the key used again for another request
+// after its record expired (24 h) derives other ids, so that request runs rather
+// than being mistaken for the first one by the event store's idempotency.
+func derivationKey(scoped string, hash []byte) string {
+	return scoped + "." + hex.EncodeToString(hash)
 }
 
 // requestHash identifies a request's content: method, path and body.
@@ -101,7 +109,7 @@ func newClaimID() string {
 // client's own errors, which the same request would meet again. A version conflict
 // (the retries ran out while others wrote) and any 5xx are transient: the claim is
 // released and a retry runs the command again, safely, since its event ids derive
-// from the key.
+// from the key and the request (derivationKey).
 func keepOutcome(status int, err error) bool {
 	if status >= 500 || status == http.StatusTooManyRequests {
 		return false
@@ -110,7 +118,7 @@ func keepOutcome(status int, err error) bool {
 }
 
 // idempotent runs a command under the request's Idempotency-Key, if it has one.
-// exec gets the scoped key (empty without one) and returns the response to send and
+// exec gets the key to derive ids from (derivationKey; empty without one) and returns the response to send and
 // the error behind it (nil for a success). Without a key it just runs.
 //
 // With a key: the same key and request as a completed one replays the stored
@@ -160,7 +168,7 @@ func (s *server) idempotent(c *fiber.Ctx, body []byte, exec func(scoped string) 
 			s.release(c, scoped, claimID)
 		}
 	}()
-	resp, execErr := exec(scoped)
+	resp, execErr := exec(derivationKey(scoped, hash))
 	done = true
 	if keepOutcome(resp.Status, execErr) {
 		data, err := json.Marshal(resp)
