@@ -95,6 +95,15 @@ func newServingDiscovery(ctx context.Context, pool *pgxpool.Pool, watcher *rebui
 		}
 		s.follow()
 	})
+	// A switch between reading the versions above and the watcher's first load
+	// fires no hook: compare once the watcher has loaded.
+	s.wg.Go(func() {
+		select {
+		case <-watcher.Loaded():
+			s.follow()
+		case <-bg.Done():
+		}
+	})
 	return s, nil
 }
 
@@ -166,9 +175,9 @@ func (s *servingDiscovery) follow() {
 // close stops the loops of the serving stack.
 func (s *servingDiscovery) close() {
 	s.cancel()
+	s.wg.Wait() // before taking mu: a follow in wg may be waiting for it
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.wg.Wait()
 	s.cur.Load().stop()
 }
 
