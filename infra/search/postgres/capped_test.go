@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediamesh/mediamesh/infra/postgres/pgtest"
-	searchpg "github.com/mediamesh/mediamesh/infra/search/postgres"
-	"github.com/mediamesh/mediamesh/infra/search/searchtest"
 	"github.com/mediamesh/mediamesh/projections/search"
 )
 
@@ -19,16 +16,8 @@ import (
 // plain index scan would return.
 func TestBroadQueries(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.NewDB(t)
-	idx, err := searchpg.New(pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, idx, index := newIndex(t)
 	ctx := context.Background()
-	index := searchtest.NewIndexName(t, idx)
-	if err := idx.EnsureIndex(ctx, index); err != nil {
-		t.Fatal(err)
-	}
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	var docs []search.Document
 	add := func(n int, prefix, title, description, category string) []string {

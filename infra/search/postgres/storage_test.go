@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mediamesh/mediamesh/infra/postgres/pgtest"
-	searchpg "github.com/mediamesh/mediamesh/infra/search/postgres"
-	"github.com/mediamesh/mediamesh/infra/search/searchtest"
 	"github.com/mediamesh/mediamesh/projections/search"
 )
 
@@ -17,16 +14,8 @@ import (
 // that documents written before and after stay searchable.
 func TestGINOptionsUpgrade(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.NewDB(t)
-	idx, err := searchpg.New(pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, idx, index := newIndex(t)
 	ctx := context.Background()
-	index := searchtest.NewIndexName(t, idx)
-	if err := idx.EnsureIndex(ctx, index); err != nil {
-		t.Fatal(err)
-	}
 	gin := []string{"search_" + index + "_tsv", "search_" + index + "_title_tsv", "searchwords_" + index + "_trgm"}
 	options := func() []string {
 		t.Helper()
@@ -85,16 +74,8 @@ func TestGINOptionsUpgrade(t *testing.T) {
 // it or already known.
 func TestVocabularyHoldsEachWordOnce(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.NewDB(t)
-	idx, err := searchpg.New(pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, idx, index := newIndex(t)
 	ctx := context.Background()
-	index := searchtest.NewIndexName(t, idx)
-	if err := idx.EnsureIndex(ctx, index); err != nil {
-		t.Fatal(err)
-	}
 	batches := [][]search.Document{
 		{{ID: "a", Version: 1, Title: "Nordic Noir"}, {ID: "b", Version: 1, Title: "Noir Nights"}},
 		{{ID: "c", Version: 1, Title: "Nordic Nights"}, {ID: "d", Version: 1, Title: "Café Nordic"}},

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediamesh/mediamesh/infra/postgres/pgtest"
-	searchpg "github.com/mediamesh/mediamesh/infra/search/postgres"
 	"github.com/mediamesh/mediamesh/infra/search/searchtest"
 	"github.com/mediamesh/mediamesh/projections/search"
 )
@@ -19,16 +17,8 @@ import (
 // from the titles for an index that predates it, and goes away with DropIndex.
 func TestTypoSource(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.NewDB(t)
-	idx, err := searchpg.New(pool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, idx, index := newIndex(t)
 	ctx := context.Background()
-	index := searchtest.NewIndexName(t, idx)
-	if err := idx.EnsureIndex(ctx, index); err != nil {
-		t.Fatal(err)
-	}
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	var docs []search.Document
 	for i := range 25 {
