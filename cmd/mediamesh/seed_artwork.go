@@ -17,6 +17,7 @@ import (
 	"github.com/mediamesh/mediamesh/command/app"
 	"github.com/mediamesh/mediamesh/command/ingest"
 	"github.com/mediamesh/mediamesh/events"
+	"github.com/mediamesh/mediamesh/infra/blob"
 	"github.com/mediamesh/mediamesh/infra/config"
 	"github.com/mediamesh/mediamesh/infra/imaging"
 )
@@ -55,7 +56,11 @@ var demoPalette = []color.NRGBA{
 }
 
 // demoArtwork returns the w × h JPEG poster of demo program i.
-func demoArtwork(i, w, h int) []byte {
+func demoArtwork(i, w, h int) []byte { return demoArtworkVariant(i, w, h, 0) }
+
+// demoArtworkVariant is demoArtwork with variant > 0 marking the poster with a
+// small square in a corner, so that its bytes differ (see seedPoster).
+func demoArtworkVariant(i, w, h, variant int) []byte {
 	n := len(demoPalette)
 	from, to := demoPalette[i%n], demoPalette[(i/n+i*5+3)%n]
 	if from == to {
@@ -75,6 +80,9 @@ func demoArtwork(i, w, h int) []byte {
 			}
 			if dx, dy := x-cx, y-cy; dx*dx+dy*dy < r*r {
 				c = color.NRGBA{mix(c.R, accent.R, 0.75), mix(c.G, accent.G, 0.75), mix(c.B, accent.B, 0.75), 0xff}
+			}
+			if variant > 0 && x < 8*variant && y < 8 {
+				c = color.NRGBA{0xff, 0xff, 0xff, 0xff}
 			}
 			o := y*img.Stride + 4*x
 			img.Pix[o], img.Pix[o+1], img.Pix[o+2], img.Pix[o+3] = c.R, c.G, c.B, c.A
@@ -123,7 +131,7 @@ func seedArtwork(ctx context.Context, cfg config.Config, log *slog.Logger, n int
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				ok, err := seedPoster(ctx, d.store, codec, upload, i)
+				ok, err := seedPoster(ctx, d.store, codec, upload, blobs, i)
 				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
@@ -147,7 +155,14 @@ func seedArtwork(ctx context.Context, cfg config.Config, log *slog.Logger, n int
 
 // seedPoster uploads demo program i's poster; it reports whether the poster
 // changed (false when the program already shows it).
-func seedPoster(ctx context.Context, store app.EventStore, codec *events.Codec, upload app.UploadAssetHandler, i int) (bool, error) {
+//
+// The event store and the blob store can part: a database kept while the data
+// directory is new (another checkout, a cleaned .mediamesh/). The program then
+// shows a poster whose blobs are gone, and uploading the same bytes changes
+// nothing. So when the poster is unchanged but its original is missing, a marked
+// variant is uploaded instead: a new image for the slot, stored
+// and rendered again (the next seed puts the plain poster back, once).
+func seedPoster(ctx context.Context, store app.EventStore, codec *events.Codec, upload app.UploadAssetHandler, blobs blobStore, i int) (bool, error) {
 	ext := ingest.DemoExternalID(i)
 	envs, err := store.ReadStream(ctx, events.ProgramExternalIDStreamID(ext))
 	if err != nil {
@@ -164,14 +179,30 @@ func seedPoster(ctx context.Context, store app.EventStore, codec *events.Codec, 
 	if !ok {
 		return false, fmt.Errorf("demo program %s: pointer stream holds %s", ext, envs[0].Type)
 	}
-	res, err := upload.Handle(ctx, app.UploadAsset{
-		Meta:      app.Meta{Actor: "seed"},
-		Kind:      events.AssetKindPoster,
-		ProgramID: reg.ProgramID,
-		Data:      demoArtwork(i, demoArtworkWidth, demoArtworkHeight),
-	})
-	if err != nil {
-		return false, fmt.Errorf("demo program %s: upload poster: %w", ext, err)
+	put := func(variant int) (app.AssetUploadResult, error) {
+		res, err := upload.Handle(ctx, app.UploadAsset{
+			Meta:      app.Meta{Actor: "seed"},
+			Kind:      events.AssetKindPoster,
+			ProgramID: reg.ProgramID,
+			Data:      demoArtworkVariant(i, demoArtworkWidth, demoArtworkHeight, variant),
+		})
+		if err != nil {
+			return res, fmt.Errorf("demo program %s: upload poster: %w", ext, err)
+		}
+		return res, nil
 	}
-	return res.Changed, nil
+	res, err := put(0)
+	if err != nil || res.Changed {
+		return res.Changed, err
+	}
+	// The original is stored before its event, so a missing one means the data
+	// directory was lost (renditions are made later by the processor: a missing
+	// one may only be pending).
+	if _, err := blobs.Stat(ctx, res.OriginalKey); errors.Is(err, blob.ErrNotFound) {
+		res, err := put(1)
+		return res.Changed, err
+	} else if err != nil {
+		return false, fmt.Errorf("demo program %s: poster %s: %w", ext, res.OriginalKey, err)
+	}
+	return false, nil
 }

@@ -347,32 +347,44 @@ func TestSeedIsIdempotent(t *testing.T) {
 	t.Parallel()
 	pool, dbURL := pgtest.NewDB(t)
 	vars := serverVars(t, dbURL)
-	count := func() (events, published int) {
+	count := func() (events, published, posters int) {
 		ctx := context.Background()
-		var posters int
 		if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE type = 'mediamesh.program.published.v1'),
 			count(*) FILTER (WHERE type = 'mediamesh.asset.uploaded.v1' AND data->>'kind' = 'poster') FROM eventstore_events`).Scan(&events, &published, &posters); err != nil {
 			t.Fatal(err)
 		}
-		if posters != 3 {
-			t.Errorf("%d posters uploaded, want 3", posters)
-		}
 		return
 	}
-	var after []int
-	for range 2 {
+	seed := func() {
+		t.Helper()
 		te := newTestEnv(vars)
 		if code := runCmd(t, te, "seed", "--programs", "3"); code != 0 {
 			t.Fatalf("seed: exit %d: %s", code, te.stderr)
 		}
-		n, published := count()
-		if published != 3 {
-			t.Errorf("%d programs published, want 3", published)
+	}
+	var after []int
+	for range 2 {
+		seed()
+		n, published, posters := count()
+		if published != 3 || posters != 3 {
+			t.Errorf("%d programs published and %d posters uploaded, want 3 and 3", published, posters)
 		}
 		after = append(after, n)
 	}
 	if after[0] == 0 || after[1] != after[0] {
 		t.Errorf("events after the first and second seed: %v, want the same non-zero count", after)
+	}
+
+	// The database kept, the data directory new (another checkout): the posters'
+	// blobs are gone, so the seed uploads them again, and their originals are there.
+	vars[config.KeyDataDir] = t.TempDir()
+	seed()
+	if _, _, posters := count(); posters != 6 {
+		t.Errorf("%d posters uploaded after the data directory was lost, want 3 more (6)", posters)
+	}
+	originals, err := filepath.Glob(filepath.Join(vars[config.KeyDataDir], "blobs", "originals", "*"))
+	if err != nil || len(originals) != 3 {
+		t.Errorf("originals in the new data directory: %v %v, want 3", originals, err)
 	}
 }
 
