@@ -19,6 +19,19 @@ const (
 	TypeEpisodeRegistered = "mediamesh.episode.registered.v1"
 )
 
+// programStreamTypes are the types of the events on a program's stream.
+var programStreamTypes = map[string]bool{
+	TypeProgramCreated: true, TypeProgramUpdated: true, TypeProgramPublished: true,
+	TypeProgramUnpublished: true, TypeProgramArchived: true,
+	TypeEpisodeAdded: true, TypeEpisodeUpdated: true, TypeEpisodePublished: true,
+	TypeEpisodeUnpublished: true, TypeEpisodeArchived: true,
+}
+
+// IsProgramStreamType reports whether t is the type of an event of a program's
+// stream (the program aggregate's events, episodes included): what the read
+// models of programs apply.
+func IsProgramStreamType(t string) bool { return programStreamTypes[t] }
+
 // ProgramStreamID is the stream of a program and its episodes.
 func ProgramStreamID(programID string) string { return "program-" + programID }
 

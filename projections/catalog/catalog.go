@@ -241,7 +241,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelo
 	seenP, seenE, seenS := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for i, env := range batch {
 		ev := decodedAll[i]
-		if !handled[env.Type] {
+		if !handled(env.Type) {
 			continue // other streams (episode and slot pointers, external ids)
 		}
 		evs = append(evs, decoded{env: env, ev: ev})
@@ -324,20 +324,10 @@ func (p *Projection) decode(batch []events.Envelope) ([]events.Event, error) {
 	return out, nil
 }
 
-// handled lists the event types the catalog applies.
-var handled = map[string]bool{
-	events.TypeProgramCreated:     true,
-	events.TypeProgramUpdated:     true,
-	events.TypeProgramPublished:   true,
-	events.TypeProgramUnpublished: true,
-	events.TypeProgramArchived:    true,
-	events.TypeEpisodeAdded:       true,
-	events.TypeEpisodeUpdated:     true,
-	events.TypeEpisodePublished:   true,
-	events.TypeEpisodeUnpublished: true,
-	events.TypeEpisodeArchived:    true,
-	events.TypeAssetUploaded:      true,
-	events.TypeAssetProcessed:     true,
+// handled reports whether the catalog applies events of type t: its program
+// streams' and its artwork's.
+func handled(t string) bool {
+	return events.IsProgramStreamType(t) || t == events.TypeAssetUploaded || t == events.TypeAssetProcessed
 }
 
 func episodeIDOf(ev events.Event) string {

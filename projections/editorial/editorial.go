@@ -116,7 +116,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelo
 		if err := streamcheck.Check(env, ev); err != nil {
 			return runtime.Poison(env, err)
 		}
-		if !handled[env.Type] {
+		if !events.IsProgramStreamType(env.Type) {
 			continue // other streams (episode pointers, assets)
 		}
 		pid := events.ProgramIDOf(ev)
@@ -163,20 +163,6 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelo
 		return fmt.Errorf("editorial: write %d rows: %w", len(changed), err)
 	}
 	return nil
-}
-
-// handled lists the event types of the program streams.
-var handled = map[string]bool{
-	events.TypeProgramCreated:     true,
-	events.TypeProgramUpdated:     true,
-	events.TypeProgramPublished:   true,
-	events.TypeProgramUnpublished: true,
-	events.TypeProgramArchived:    true,
-	events.TypeEpisodeAdded:       true,
-	events.TypeEpisodeUpdated:     true,
-	events.TypeEpisodePublished:   true,
-	events.TypeEpisodeUnpublished: true,
-	events.TypeEpisodeArchived:    true,
 }
 
 // apply folds one event onto the rows, behind the version guard: every event of

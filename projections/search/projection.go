@@ -98,20 +98,6 @@ func (p *Projection) Setup(ctx context.Context) error {
 	return nil
 }
 
-// handled lists the event types that change a program's search document.
-var handled = map[string]bool{
-	events.TypeProgramCreated:     true,
-	events.TypeProgramUpdated:     true,
-	events.TypeProgramPublished:   true,
-	events.TypeProgramUnpublished: true,
-	events.TypeProgramArchived:    true,
-	events.TypeEpisodeAdded:       true,
-	events.TypeEpisodeUpdated:     true,
-	events.TypeEpisodePublished:   true,
-	events.TypeEpisodeUnpublished: true,
-	events.TypeEpisodeArchived:    true,
-}
-
 // Apply implements runtime.Projection.
 func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelope) error {
 	if err := p.Setup(ctx); err != nil {
@@ -126,7 +112,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, batch []events.Envelo
 	var ids []string
 	seen := map[string]bool{}
 	for _, env := range batch {
-		if !handled[env.Type] {
+		if !events.IsProgramStreamType(env.Type) {
 			continue // other streams (episode pointers, assets) and future types
 		}
 		ev, err := p.codec.DecodeEnvelope(env)
