@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mediamesh/mediamesh/command/app"
+	"github.com/mediamesh/mediamesh/command/app/apptest"
 	"github.com/mediamesh/mediamesh/events"
 	"github.com/mediamesh/mediamesh/infra/bus/kafka"
 	"github.com/mediamesh/mediamesh/projections/catalog"
@@ -46,7 +47,7 @@ func TestRebuildKafkaMode(t *testing.T) {
 	const seeded = 30
 	var seededIDs []string
 	for i := range seeded {
-		id, err := publishProgram(ctx, h, i)
+		id, err := apptest.PublishProgram(ctx, h, i)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,32 +271,10 @@ func relayCaughtUp(t *testing.T, s *system) {
 	})
 }
 
-// publishProgram creates a program with one published episode and publishes it.
-func publishProgram(ctx context.Context, h app.Handlers, i int) (string, error) {
-	cats := []string{"drama", "news", "kids"}
-	res, err := h.CreateProgram.Handle(ctx, app.CreateProgram{
-		Title: fmt.Sprintf("Program %d", i), Category: cats[i%len(cats)], Language: "en", Tags: []string{"t"},
-	})
-	if err != nil {
-		return "", fmt.Errorf("create: %w", err)
-	}
-	ep, err := h.AddEpisode.Handle(ctx, app.AddEpisode{ProgramID: res.ID, Title: "Pilot", Number: 1, DurationSeconds: 60})
-	if err != nil {
-		return "", fmt.Errorf("add episode: %w", err)
-	}
-	if _, err := h.PublishEpisode.Handle(ctx, app.PublishEpisode{EpisodeID: ep.ID}); err != nil {
-		return "", fmt.Errorf("publish episode: %w", err)
-	}
-	if _, err := h.PublishProgram.Handle(ctx, app.PublishProgram{ProgramID: res.ID}); err != nil {
-		return "", fmt.Errorf("publish: %w", err)
-	}
-	return res.ID, nil
-}
-
 // changeCatalog publishes program i, and moves some programs to another category
 // and unpublishes others: every kind of change to the category counts.
 func changeCatalog(ctx context.Context, h app.Handlers, i int) error {
-	id, err := publishProgram(ctx, h, i)
+	id, err := apptest.PublishProgram(ctx, h, i)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mediamesh/mediamesh/command/app"
+	"github.com/mediamesh/mediamesh/command/app/apptest"
 	"github.com/mediamesh/mediamesh/projections/catalog"
 	"github.com/mediamesh/mediamesh/projections/editorial"
 	pt "github.com/mediamesh/mediamesh/projections/internal/projectiontest"
@@ -25,29 +26,6 @@ var (
 	catalogTables   = []string{catalog.ProgramsTable, catalog.EpisodesTable, catalog.CategoriesTable}
 	editorialTables = []string{editorial.ProgramsTable}
 )
-
-// publishProgram creates a program with one published episode and publishes it,
-// through the real command handlers.
-func publishProgram(ctx context.Context, h app.Handlers, i int) (string, error) {
-	cats := []string{"drama", "news", "kids"}
-	res, err := h.CreateProgram.Handle(ctx, app.CreateProgram{
-		Title: fmt.Sprintf("Program %d", i), Category: cats[i%len(cats)], Language: "en", Tags: []string{"t"},
-	})
-	if err != nil {
-		return "", fmt.Errorf("create: %w", err)
-	}
-	ep, err := h.AddEpisode.Handle(ctx, app.AddEpisode{ProgramID: res.ID, Title: "Pilot", Number: 1, DurationSeconds: 60})
-	if err != nil {
-		return "", fmt.Errorf("add episode: %w", err)
-	}
-	if _, err := h.PublishEpisode.Handle(ctx, app.PublishEpisode{EpisodeID: ep.ID}); err != nil {
-		return "", fmt.Errorf("publish episode: %w", err)
-	}
-	if _, err := h.PublishProgram.Handle(ctx, app.PublishProgram{ProgramID: res.ID}); err != nil {
-		return "", fmt.Errorf("publish: %w", err)
-	}
-	return res.ID, nil
-}
 
 // reader is a discovery query against the serving version: the published
 // programs' ids. version names the tables to read.
@@ -96,7 +74,7 @@ func TestRebuildWhileCommandsAndQueriesRun(t *testing.T) {
 	h := app.NewHandlers(f.store)
 	const seeded = 60
 	for i := range seeded {
-		if _, err := publishProgram(ctx, h, i); err != nil {
+		if _, err := apptest.PublishProgram(ctx, h, i); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,7 +111,7 @@ func TestRebuildWhileCommandsAndQueriesRun(t *testing.T) {
 	for w := range 2 {
 		wg.Go(func() {
 			for i := 0; tctx.Err() == nil; i++ {
-				if _, err := publishProgram(ctx, h, 1000*(w+1)+i); err != nil {
+				if _, err := apptest.PublishProgram(ctx, h, 1000*(w+1)+i); err != nil {
 					writeErr <- err
 					return
 				}
