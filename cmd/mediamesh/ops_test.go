@@ -237,14 +237,9 @@ func TestServeOperations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables := readmodel.CatalogTables{Projection: "catalog"}
-	for _, tb := range []struct {
-		dst  *string
-		name string
-	}{{&tables.Programs, readmodel.CatalogProgramsTable}, {&tables.Episodes, readmodel.CatalogEpisodesTable}, {&tables.Categories, readmodel.CatalogCategoriesTable}} {
-		if *tb.dst, err = rebuild.VersionedTable(tb.name, v); err != nil {
-			t.Fatal(err)
-		}
+	tables, err := catalogTables(v)
+	if err != nil {
+		t.Fatal(err)
 	}
 	cat, err := readmodel.NewCatalog(router, tables)
 	if err != nil {
