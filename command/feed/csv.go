@@ -43,32 +43,6 @@ var programColumns = []int{colProgramTitle, colProgramDescription, colCategory, 
 // episodeColumns are the columns of a row's episode.
 var episodeColumns = []int{colEpisodeExternalID, colEpisodeTitle, colNumber, colSeason, colEpisodeDescription, colDuration, colEpisodePublished}
 
-// countingReader counts the bytes csv.Reader pulls and refuses to hand it more than
-// limit: csv.Reader keeps a whole record in memory, so the parser moves limit after
-// every record to allow the next one MaxLineBytes (plus csv.Reader's own 4 KiB
-// read-ahead).
-type countingReader struct {
-	r     io.Reader
-	read  int64
-	limit int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	if len(p) > readChunk {
-		p = p[:readChunk]
-	}
-	room := c.limit - c.read
-	if room <= 0 {
-		return 0, errTooLarge
-	}
-	if int64(len(p)) > room {
-		p = p[:room]
-	}
-	n, err := c.r.Read(p)
-	c.read += int64(n)
-	return n, err
-}
-
 // csvAhead is csv.Reader's internal read-ahead (bufio's default size).
 const csvAhead = 4096
 
@@ -87,7 +61,7 @@ const csvAhead = 4096
 // record ends the feed, since quoted fields make the rest of the input ambiguous;
 // the program whose rows were being read then fails too, as it may be incomplete.
 func newCSV(br *bufio.Reader, lim Limits) (func() (Item, error), error) {
-	src := &countingReader{r: br}
+	src := &boundedReader{r: br}
 	allow := int64(lim.MaxLineBytes) + csvAhead
 	src.limit = allow
 	r := csv.NewReader(src)

@@ -8,36 +8,6 @@ import (
 	"io"
 )
 
-// errTooLarge is returned by boundedReader once the decoder reaches past its bound.
-var errTooLarge = errors.New("too large")
-
-// boundedReader hands the JSON decoder at most limit bytes in total, in chunks of
-// at most readChunk. The parser moves limit before every decoder call to the
-// decoder's position plus one element's allowance, so the decoder's buffer (which
-// holds a whole element, or a whole run of whitespace) never grows past about
-// MaxLineBytes+readChunk.
-type boundedReader struct {
-	r     io.Reader
-	read  int64
-	limit int64
-}
-
-func (b *boundedReader) Read(p []byte) (int, error) {
-	if len(p) > readChunk {
-		p = p[:readChunk]
-	}
-	room := b.limit - b.read
-	if room <= 0 {
-		return 0, errTooLarge
-	}
-	if int64(len(p)) > room {
-		p = p[:room]
-	}
-	n, err := b.r.Read(p)
-	b.read += int64(n)
-	return n, err
-}
-
 // newJSONArray reads "[" at once (ErrInvalidFeed otherwise) and then one element per
 // call with json.Decoder's Token/More streaming. Element k (from 1) is line k. An
 // element larger than MaxLineBytes that still decodes is an invalid item; one that
