@@ -170,7 +170,7 @@ func NewSaramaConfig(c Config) (*sarama.Config, error) {
 	sc.Consumer.Group.Session.Timeout = sessionTimeout
 	sc.Consumer.Group.Heartbeat.Interval = heartbeatInterval
 	sc.Consumer.Group.Rebalance.Timeout = rebalanceTimeout
-	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{stickyStrategy{}}
 	if c.CommitInterval > 0 {
 		sc.Consumer.Offsets.AutoCommit.Enable = true
 		sc.Consumer.Offsets.AutoCommit.Interval = c.CommitInterval
@@ -183,4 +183,21 @@ func NewSaramaConfig(c Config) (*sarama.Config, error) {
 		return nil, fmt.Errorf("kafka: sarama config: %w", err)
 	}
 	return sc, nil
+}
+
+// stickyStrategy is Sarama's sticky balance strategy, safe to share. Sarama's
+// instance keeps its partition movements in a field while it plans, so one
+// instance in a config used by several consumer groups at once (Watermill's
+// subscriber starts a group per subscription from one config) is a data race;
+// this one plans with a fresh instance each time, which is all that state is for.
+type stickyStrategy struct{}
+
+func (stickyStrategy) Name() string { return sarama.StickyBalanceStrategyName }
+
+func (stickyStrategy) Plan(members map[string]sarama.ConsumerGroupMemberMetadata, topics map[string][]int32) (sarama.BalanceStrategyPlan, error) {
+	return sarama.NewBalanceStrategySticky().Plan(members, topics)
+}
+
+func (stickyStrategy) AssignmentData(memberID string, topics map[string][]int32, generationID int32) ([]byte, error) {
+	return sarama.NewBalanceStrategySticky().AssignmentData(memberID, topics, generationID)
 }

@@ -1,7 +1,9 @@
 package kafka_test
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,6 +109,62 @@ func TestGroupName(t *testing.T) {
 	for _, bad := range []string{"", "has space", "-leading", strings.Repeat("x", 201)} {
 		if _, err := kafka.NewSubscriber(kafka.Config{Brokers: []string{"127.0.0.1:1"}}, bad, nil); err == nil {
 			t.Errorf("NewSubscriber accepted group %q", bad)
+		}
+	}
+}
+
+// TestBalanceStrategyIsSafeToShare: several consumer groups made from one config
+// plan at once (Watermill starts a group per subscription). Under -race, a shared
+// strategy that keeps state while planning fails this test; the plans must still
+// be sticky's: every partition assigned exactly once.
+func TestBalanceStrategyIsSafeToShare(t *testing.T) {
+	t.Parallel()
+	sc, err := kafka.NewSaramaConfig(kafka.Config{Brokers: []string{"127.0.0.1:9092"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	strategies := sc.Consumer.Group.Rebalance.GroupStrategies
+	if len(strategies) != 1 || strategies[0].Name() != sarama.StickyBalanceStrategyName {
+		t.Fatalf("strategies %v, want sticky only", strategies)
+	}
+	s := strategies[0]
+	members := map[string]sarama.ConsumerGroupMemberMetadata{
+		"a": {Topics: []string{"t"}}, "b": {Topics: []string{"t"}}, "c": {Topics: []string{"t"}},
+	}
+	topics := map[string][]int32{"t": {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for g := range errs {
+		wg.Go(func() {
+			for range 50 {
+				plan, err := s.Plan(members, topics)
+				if err != nil {
+					errs[g] = err
+					return
+				}
+				seen := map[int32]int{}
+				for _, byTopic := range plan {
+					for _, p := range byTopic["t"] {
+						seen[p]++
+					}
+				}
+				if len(seen) != 10 {
+					errs[g] = fmt.Errorf("plan %v assigns %d partitions, want 10", plan, len(seen))
+					return
+				}
+				for p, n := range seen {
+					if n != 1 {
+						errs[g] = fmt.Errorf("partition %d assigned %d times", p, n)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }
